@@ -1,0 +1,2 @@
+//! The host pool (being written).
+pub mod global;

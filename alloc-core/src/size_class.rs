@@ -1,0 +1,145 @@
+//! Size classes.
+//!
+//! Invariants (checked by the tests below):
+//! - classes 0..16 are exact multiples of 8 up to 128 B;
+//! - above 128 B every doubling is cut into 8 classes, so rounding a request up to its class
+//!   wastes less than 12.5% of the request;
+//! - every power of two is a class, and a class of size `s >= 8 * 2^k` is a multiple of
+//!   `2^k`, which is what lets aligned requests stay on the size-class path.
+//!
+//! Classes stop at [`MAX_SMALL`]; larger requests are served by whole spans or dedicated
+//! mappings without rounding to a class.
+
+/// Largest request served from a size class.
+pub const MAX_SMALL: usize = 1 << 20;
+/// Number of size classes (8 B .. 1 MiB).
+pub const NUM_CLASSES: usize = 16 + 13 * 8;
+
+const fn compute_size(c: usize) -> usize {
+    if c < 16 {
+        (c + 1) * 8
+    } else {
+        let d = (c - 16) / 8;
+        let j = (c - 16) % 8;
+        let k = 7 + d;
+        (1 << k) + ((j + 1) << (k - 3))
+    }
+}
+
+const fn build_table() -> [u32; NUM_CLASSES] {
+    let mut t = [0u32; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        t[c] = compute_size(c) as u32;
+        c += 1;
+    }
+    t
+}
+
+static SIZES: [u32; NUM_CLASSES] = build_table();
+
+/// The block size of class `c`.
+#[inline(always)]
+pub fn class_size(c: usize) -> usize {
+    SIZES[c] as usize
+}
+
+/// The smallest class holding `size` bytes (`size <= MAX_SMALL`); alignment 8.
+#[inline(always)]
+pub fn class_of(size: usize) -> usize {
+    debug_assert!(size <= MAX_SMALL);
+    if size <= 128 {
+        // size 0 shares the 8 B class, so malloc(0) still gets a unique block.
+        (size.max(1) + 7) / 8 - 1
+    } else {
+        let s = size - 1;
+        let k = (usize::BITS - 1 - s.leading_zeros()) as usize;
+        16 + (k - 7) * 8 + ((s >> (k - 3)) & 7)
+    }
+}
+
+/// The smallest class that holds `size` bytes and whose blocks are `align`-aligned when the
+/// span that holds them is (spans are aligned to at least 64 KiB). `align` is a power of two.
+/// Returns `None` when no class fits, in which case the request needs a span of its own.
+#[inline]
+pub fn class_for(size: usize, align: usize) -> Option<usize> {
+    if align <= 8 {
+        return if size <= MAX_SMALL { Some(class_of(size)) } else { None };
+    }
+    let want = size.max(align).checked_add(align - 1)? & !(align - 1);
+    if want > MAX_SMALL {
+        return None;
+    }
+    let mut c = class_of(want);
+    // At most a few steps: the next power of two is always a multiple of `align`.
+    while class_size(c) & (align - 1) != 0 {
+        c += 1;
+    }
+    Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_increasing_and_ends_at_max() {
+        for c in 1..NUM_CLASSES {
+            assert!(class_size(c) > class_size(c - 1));
+        }
+        assert_eq!(class_size(NUM_CLASSES - 1), MAX_SMALL);
+        assert_eq!(class_size(0), 8);
+    }
+
+    #[test]
+    fn class_of_is_the_smallest_fit() {
+        for size in 0..=70_000usize {
+            let c = class_of(size);
+            assert!(class_size(c) >= size, "size {size}");
+            if c > 0 {
+                assert!(class_size(c - 1) < size.max(1), "size {size} not smallest");
+            }
+        }
+        for shift in 17..=20 {
+            for delta in [-1isize, 0, 1] {
+                let size = ((1usize << shift) as isize + delta) as usize;
+                if size <= MAX_SMALL {
+                    assert!(class_size(class_of(size)) >= size);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_waste_is_bounded() {
+        for size in 129..=MAX_SMALL {
+            let waste = class_size(class_of(size)) - size;
+            assert!(waste * 8 < size, "size {size} wastes {waste}");
+        }
+    }
+
+    #[test]
+    fn powers_of_two_are_classes() {
+        let mut p = 8;
+        while p <= MAX_SMALL {
+            assert_eq!(class_size(class_of(p)), p);
+            p *= 2;
+        }
+    }
+
+    #[test]
+    fn aligned_classes_are_multiples_of_the_alignment() {
+        for shift in 0..=16 {
+            let align = 1usize << shift;
+            for size in [0, 1, 7, 100, 1000, 4097, 65_536, 300_000] {
+                if let Some(c) = class_for(size, align) {
+                    assert!(class_size(c) >= size);
+                    assert_eq!(class_size(c) % align.max(8).min(class_size(c)), 0);
+                    assert_eq!(class_size(c) & (align - 1), 0, "size {size} align {align}");
+                }
+            }
+        }
+        assert_eq!(class_for(MAX_SMALL + 1, 8), None);
+        assert_eq!(class_for(4096, 4096).map(class_size), Some(4096));
+    }
+}

@@ -1,0 +1,175 @@
+//! The host memory source: anonymous private mappings from the kernel.
+//!
+//! Reservations are `MAP_NORESERVE` and readable/writable at once, so commit is free and the
+//! kernel faults pages in on first touch. Decommit is `MADV_DONTNEED`, which drops the pages
+//! from RSS immediately and makes them read as zero afterwards (the engine relies on that
+//! for calloc). Nothing here allocates, formats or panics.
+
+use super::MemorySource;
+use core::ptr::{self, NonNull};
+
+/// The operating system's memory, through mmap.
+pub struct OsSource;
+
+/// The one host source; stateless.
+pub static OS: OsSource = OsSource;
+
+/// Size of a kernel page. 4 KiB on every target we build for; checked in tests.
+pub const OS_PAGE: usize = 4096;
+
+#[cfg(feature = "fault-injection")]
+mod faults {
+    use core::sync::atomic::{AtomicIsize, Ordering};
+    /// Number of successful maps left before every map fails; negative disables.
+    pub static MAPS_LEFT: AtomicIsize = AtomicIsize::new(-1);
+    pub fn should_fail() -> bool {
+        let mut cur = MAPS_LEFT.load(Ordering::Relaxed);
+        loop {
+            if cur < 0 {
+                return false;
+            }
+            if cur == 0 {
+                return true;
+            }
+            match MAPS_LEFT.compare_exchange(cur, cur - 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return false,
+                Err(v) => cur = v,
+            }
+        }
+    }
+}
+
+/// Test builds only: after `n` more successful mappings, every mapping fails (negative `n`
+/// turns failures off again).
+#[cfg(feature = "fault-injection")]
+pub fn inject_map_failures_after(n: isize) {
+    faults::MAPS_LEFT.store(n, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Maps `size` bytes of fresh zeroed memory anywhere, or `None`.
+pub fn map(size: usize) -> Option<NonNull<u8>> {
+    #[cfg(feature = "fault-injection")]
+    if faults::should_fail() {
+        return None;
+    }
+    // SAFETY: an anonymous private mapping with no address hint touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p as *mut u8)
+    }
+}
+
+/// Unmaps a range returned (in whole or in part) by [`map`].
+///
+/// # Safety
+/// Nothing uses the range any more.
+pub unsafe fn unmap(p: *mut u8, size: usize) {
+    if size != 0 {
+        // SAFETY: the caller owns the range; munmap of an owned range cannot fail except
+        // for bad arguments, and a failure would only leak address space.
+        unsafe { libc::munmap(p as *mut libc::c_void, size) };
+    }
+}
+
+/// Maps `size` bytes aligned to `align` by mapping `size + align` and trimming both ends.
+pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
+    if align <= OS_PAGE {
+        return map(size);
+    }
+    let over = size.checked_add(align)?;
+    let raw = map(over)?.as_ptr() as usize;
+    let start = (raw + align - 1) & !(align - 1);
+    // SAFETY: both trimmed pieces lie inside the mapping just made and are unused.
+    unsafe {
+        unmap(raw as *mut u8, start - raw);
+        unmap((start + size) as *mut u8, raw + over - (start + size));
+    }
+    NonNull::new(start as *mut u8)
+}
+
+/// Tries to grow the mapping at `p` from `old` to `new` bytes without moving it.
+///
+/// # Safety
+/// `[p, p + old)` is one mapping made by this module.
+pub unsafe fn grow_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    // SAFETY: without MREMAP_MAYMOVE the kernel either extends in place or fails.
+    let r = unsafe { libc::mremap(p as *mut libc::c_void, old, new, 0) };
+    r != libc::MAP_FAILED
+}
+
+/// Drops the pages behind a range; they read as zero afterwards.
+///
+/// # Safety
+/// The range is mapped by this module and holds no live data.
+pub unsafe fn purge(p: *mut u8, size: usize) {
+    // SAFETY: MADV_DONTNEED on a private anonymous mapping only discards contents.
+    unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_DONTNEED) };
+}
+
+// SAFETY: every reservation is a fresh private mapping owned by the caller until released;
+// the functions only make syscalls and never allocate.
+unsafe impl MemorySource for OsSource {
+    const CPU_ACCESSIBLE: bool = true;
+    const RESERVE_COMMITS: bool = true;
+
+    fn granularity(&self) -> usize {
+        OS_PAGE
+    }
+
+    fn reserve(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        map_aligned(size, align)
+    }
+
+    unsafe fn release(&self, base: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded contract: the reservation is no longer used.
+        unsafe { unmap(base.as_ptr(), size) }
+    }
+
+    unsafe fn commit(&self, _ptr: NonNull<u8>, _size: usize) -> bool {
+        true
+    }
+
+    unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded contract: the range holds no live data.
+        unsafe { purge(ptr.as_ptr(), size) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_matches_the_kernel() {
+        // SAFETY: sysconf has no preconditions.
+        assert_eq!(unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize, OS_PAGE);
+    }
+
+    #[test]
+    fn aligned_maps_are_aligned_and_writable() {
+        for shift in [12, 16, 22, 25] {
+            let align = 1usize << shift;
+            let p = map_aligned(3 * OS_PAGE, align).unwrap();
+            assert_eq!(p.as_ptr() as usize % align, 0);
+            // SAFETY: the mapping is ours and 3 pages long.
+            unsafe {
+                p.as_ptr().write_bytes(0xAB, 3 * OS_PAGE);
+                purge(p.as_ptr(), OS_PAGE);
+                assert_eq!(*p.as_ptr(), 0, "purged page reads zero");
+                assert_eq!(*p.as_ptr().add(OS_PAGE), 0xAB);
+                unmap(p.as_ptr(), 3 * OS_PAGE);
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! libpoolside (work in progress: see issue 3).
+#![no_std]

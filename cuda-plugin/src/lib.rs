@@ -1,0 +1,1 @@
+//! libpoolside_cuda (work in progress: see issue 5).
