@@ -16,6 +16,7 @@
 extern crate std;
 
 pub mod config;
+pub mod detached;
 pub mod host;
 pub mod size_class;
 pub mod source;
