@@ -55,9 +55,17 @@ impl<'a> Iterator for Entries<'a> {
             if self.rest.is_empty() {
                 return None;
             }
-            let end = self.rest.iter().position(|&b| b == b',').unwrap_or(self.rest.len());
+            let end = self
+                .rest
+                .iter()
+                .position(|&b| b == b',')
+                .unwrap_or(self.rest.len());
             let entry = &self.rest[..end];
-            self.rest = if end < self.rest.len() { &self.rest[end + 1..] } else { &[] };
+            self.rest = if end < self.rest.len() {
+                &self.rest[end + 1..]
+            } else {
+                &[]
+            };
             let entry = trim(entry);
             if entry.is_empty() {
                 continue;
@@ -108,7 +116,15 @@ pub fn parse_f64(v: &[u8]) -> Option<f64> {
 
 /// Prints `poolside: warning: VAR: WHAT 'KEY'` on stderr.
 pub fn warn(var: &[u8], what: &[u8], key: &[u8]) {
-    sys::write_stderr(&[b"poolside: warning: ", var, b": ", what, b" '", key, b"' (ignored)\n"]);
+    sys::write_stderr(&[
+        b"poolside: warning: ",
+        var,
+        b": ",
+        what,
+        b" '",
+        key,
+        b"' (ignored)\n",
+    ]);
 }
 
 /// Settings of the host engine.
@@ -135,7 +151,13 @@ impl HostConfig {
             dir[i] = d[i];
             i += 1;
         }
-        HostConfig { purge_delay_ms: 10, stats: true, stats_dir: dir, stats_dir_len: 8, verbose: false }
+        HostConfig {
+            purge_delay_ms: 10,
+            stats: true,
+            stats_dir: dir,
+            stats_dir_len: 8,
+            verbose: false,
+        }
     };
 
     /// The stats directory without its NUL.
@@ -162,7 +184,11 @@ impl HostConfig {
                 },
                 b"stats_dir" => {
                     if value.is_empty() || value.len() >= self.stats_dir.len() || value[0] != b'/' {
-                        warn(VAR, b"stats_dir must be an absolute path under 256 bytes, got", value);
+                        warn(
+                            VAR,
+                            b"stats_dir must be an absolute path under 256 bytes, got",
+                            value,
+                        );
                     } else {
                         self.stats_dir = [0; 256];
                         self.stats_dir[..value.len()].copy_from_slice(value);

@@ -24,3 +24,6 @@ pub mod stats;
 pub mod sys;
 
 pub use host::global::Poolside;
+pub use host::{
+    alloc, alloc_zeroed, collect, flush_stats, free, owns, realloc, stats_snapshot, usable_size,
+};

@@ -64,7 +64,11 @@ pub fn class_of(size: usize) -> usize {
 #[inline]
 pub fn class_for(size: usize, align: usize) -> Option<usize> {
     if align <= 8 {
-        return if size <= MAX_SMALL { Some(class_of(size)) } else { None };
+        return if size <= MAX_SMALL {
+            Some(class_of(size))
+        } else {
+            None
+        };
     }
     let want = size.max(align).checked_add(align - 1)? & !(align - 1);
     if want > MAX_SMALL {

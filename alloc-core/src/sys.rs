@@ -43,7 +43,10 @@ pub fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 /// Milliseconds on a coarse monotonic clock (a vDSO read, a few nanoseconds).
 pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-parameter.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
@@ -79,7 +82,10 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
     pub const fn new(value: T) -> Self {
-        SpinLock { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// Takes the lock; the guard releases it.
@@ -154,7 +160,10 @@ mod tests {
     fn formats_numbers() {
         let mut b = [0u8; 20];
         assert_eq!(fmt_u64(0, &mut b), b"0");
-        assert_eq!(fmt_u64(18446744073709551615, &mut b), b"18446744073709551615");
+        assert_eq!(
+            fmt_u64(18446744073709551615, &mut b),
+            b"18446744073709551615"
+        );
     }
 
     #[test]

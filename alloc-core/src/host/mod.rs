@@ -1,2 +1,362 @@
-//! The host pool (being written).
+//! The host pool: what `malloc` and the Rust global allocator call.
+//!
+//! Sizes up to 1 MiB go to the calling thread's heap (size classes in 64 KiB-unit spans);
+//! up to 16 MiB to a large span of whole units taken from the arena; beyond that (or for
+//! alignments above 64 KiB) to a mapping of their own. Every path returns null on failure
+//! and leaves existing blocks untouched.
+
+pub mod arena;
 pub mod global;
+pub mod heap;
+pub mod huge;
+pub mod init;
+pub mod page;
+pub mod pagemap;
+pub mod segment;
+pub mod stats;
+pub mod tls;
+
+use crate::size_class::{class_of, class_size, MAX_SMALL};
+use crate::source::os::OS_PAGE;
+use crate::stats::layout::HostSection;
+use crate::stats::{seqlock, shm};
+use crate::sys;
+use arena::ARENA;
+use huge::Huge;
+use page::{Page, LARGE_OWNER};
+use segment::Segment;
+use stats::Big;
+
+/// log2 of the segment size (32 MiB).
+pub const SEGMENT_SHIFT: u32 = 25;
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+/// log2 of the unit size (64 KiB): span granularity, and the largest alignment served from
+/// size classes.
+pub const UNIT_SHIFT: u32 = 16;
+pub const UNIT_SIZE: usize = 1 << UNIT_SHIFT;
+/// Units in a segment.
+pub const UNITS: usize = SEGMENT_SIZE / UNIT_SIZE;
+/// Largest block served as a span of the arena.
+pub const LARGE_MAX: usize = SEGMENT_SIZE / 2;
+
+/// The class for a request on the fast path, if it has one.
+#[inline(always)]
+fn fast_class(size: usize, align: usize) -> Option<usize> {
+    if size > MAX_SMALL {
+        return None;
+    }
+    if align <= 8 {
+        Some(class_of(size))
+    } else if align == 16 {
+        Some(class_of((size + 15) & !15))
+    } else if align <= UNIT_SIZE {
+        crate::size_class::class_for(size, align)
+    } else {
+        None
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
+#[inline(always)]
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    match fast_class(size, align) {
+        Some(c) => {
+            let h = tls::get();
+            if !h.is_null() {
+                // SAFETY: a non-null TLS heap is this thread's; bins never hold null.
+                unsafe {
+                    let page = (*h).bins[c];
+                    if !(*page).free.is_null() {
+                        return heap::pop(h, page, c, size);
+                    }
+                }
+            }
+            heap::alloc_slow(h, c, size)
+        }
+        None => alloc_big(size, align).0,
+    }
+}
+
+/// Like [`alloc`], with the memory zeroed.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if fast_class(size, align).is_some() {
+        let p = alloc(size, align);
+        if !p.is_null() {
+            // SAFETY: p is a fresh block of at least `size` bytes.
+            unsafe { p.write_bytes(0, size) };
+        }
+        return p;
+    }
+    let (p, zeroed) = alloc_big(size, align);
+    if !p.is_null() && !zeroed {
+        // SAFETY: as above.
+        unsafe { p.write_bytes(0, size) };
+    }
+    p
+}
+
+/// Large or huge allocation; returns the block and whether it is known to read as zero.
+#[cold]
+fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
+    init::ensure();
+    if size <= LARGE_MAX && align <= UNIT_SIZE {
+        let units = size.div_ceil(UNIT_SIZE).max(1);
+        let Some(span) = ARENA.lock().alloc_span(units) else {
+            return (core::ptr::null_mut(), false);
+        };
+        // SAFETY: a fresh span head from the arena.
+        unsafe {
+            (*span.page).heap = LARGE_OWNER;
+            (*span.page).large_size = size;
+            stats::record_big(Big::Large, true, units * UNIT_SIZE, size, span.fresh);
+            return ((*span.page).start, span.zeroed);
+        }
+    }
+    let Some(len) = size
+        .max(1)
+        .checked_add(OS_PAGE - 1)
+        .map(|l| l & !(OS_PAGE - 1))
+    else {
+        return (core::ptr::null_mut(), false);
+    };
+    let align = align.max(SEGMENT_SIZE);
+    let mut a = ARENA.lock();
+    let (h, fresh) = match a.huge.take(len, align) {
+        Some(h) => (h, false),
+        None => match a.huge.create(len, align) {
+            Some(h) => {
+                // SAFETY: a fresh record.
+                let l = unsafe { (*h).len };
+                a.mapped += l;
+                a.reserved += l;
+                a.peak_reserved = a.peak_reserved.max(a.reserved);
+                (h, true)
+            }
+            None => return (core::ptr::null_mut(), false),
+        },
+    };
+    // SAFETY: h is a record we now own.
+    let (base, l) = unsafe {
+        (*h).live = true;
+        ((*h).base, (*h).len)
+    };
+    a.publish();
+    drop(a);
+    stats::record_big(Big::Huge, true, l, size, fresh);
+    (base as *mut u8, fresh)
+}
+
+/// What a pointer is, as far as the pool is concerned.
+enum Owner {
+    Foreign,
+    Small(*mut Page),
+    Large(*mut Page),
+    Huge(*mut Huge),
+}
+
+#[inline(always)]
+fn classify(ptr: *const u8) -> Owner {
+    let entry = pagemap::lookup(ptr as usize);
+    if entry == 0 {
+        return Owner::Foreign;
+    }
+    if entry & 1 == 1 {
+        let h = (entry & !1) as *mut Huge;
+        // SAFETY: tagged entries point at live huge records (records are recycled, never
+        // unmapped while their pagemap entry is set).
+        return if unsafe { (*h).live && (*h).base == ptr as usize } {
+            Owner::Huge(h)
+        } else {
+            Owner::Foreign
+        };
+    }
+    let seg = entry as *mut Segment;
+    // SAFETY: untagged entries point at live segment metadata, and ptr lies in the segment.
+    let page = unsafe { (*seg).pages[(*seg).unit_of(ptr as usize)].span };
+    if page.is_null() {
+        return Owner::Foreign;
+    }
+    // SAFETY: a non-null span pointer is a live span head.
+    if unsafe { (*page).heap } == LARGE_OWNER {
+        Owner::Large(page)
+    } else {
+        Owner::Small(page)
+    }
+}
+
+/// Frees a block. Null and pointers the pool does not own are ignored.
+///
+/// # Safety
+/// `ptr` is null, foreign, or a live block from this pool not freed since.
+#[inline]
+pub unsafe fn free(ptr: *mut u8) {
+    let entry = pagemap::lookup(ptr as usize);
+    if entry != 0 && entry & 1 == 0 {
+        let seg = entry as *mut Segment;
+        // SAFETY: live segment metadata; ptr lies in the segment.
+        let page = unsafe { (*seg).pages[(*seg).unit_of(ptr as usize)].span };
+        if page.is_null() {
+            return;
+        }
+        let h = tls::get();
+        // SAFETY: the page is a live span head; when its owner is this thread's heap the
+        // block is ours to free locally.
+        unsafe {
+            if (*page).heap == h {
+                heap::free_local(h, page, ptr);
+                return;
+            }
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { free_other(ptr) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_other(ptr: *mut u8) {
+    match classify(ptr) {
+        Owner::Foreign => {}
+        // SAFETY: the block is live and owned by another heap, which is never unmapped.
+        Owner::Small(page) => unsafe { heap::free_remote((*page).heap, ptr) },
+        Owner::Large(page) => {
+            // SAFETY: a live large span.
+            unsafe {
+                if (*page).start != ptr {
+                    return;
+                }
+                let bytes = (*page).units as usize * UNIT_SIZE;
+                (*page).heap = core::ptr::null_mut();
+                ARENA.lock().free_span(page);
+                stats::record_big(Big::Large, false, bytes, 0, false);
+            }
+        }
+        Owner::Huge(h) => {
+            let now = sys::now_ms();
+            let mut a = ARENA.lock();
+            // SAFETY: a live huge record; the block is dead now.
+            let len = unsafe {
+                (*h).live = false;
+                (*h).len
+            };
+            let unmapped = a.huge.put(h, now);
+            a.mapped -= unmapped;
+            a.reserved -= unmapped;
+            let delay = a.purge_delay_ms;
+            a.schedule(now + delay);
+            a.maybe_purge(now, false);
+            drop(a);
+            stats::record_big(Big::Huge, false, len, 0, false);
+        }
+    }
+}
+
+/// Whether the pool owns the live block at `ptr`.
+pub fn owns(ptr: *const u8) -> bool {
+    !matches!(classify(ptr), Owner::Foreign)
+}
+
+/// The usable size of the block at `ptr`, exactly; 0 for pointers the pool does not own.
+pub fn usable_size(ptr: *const u8) -> usize {
+    match classify(ptr) {
+        Owner::Foreign => 0,
+        // SAFETY: live span heads and huge records.
+        Owner::Small(p) => unsafe { (*p).block_size as usize },
+        Owner::Large(p) => unsafe { (*p).units as usize * UNIT_SIZE },
+        Owner::Huge(h) => unsafe { (*h).len },
+    }
+}
+
+/// Resizes a block, in place when it can. Null on failure, leaving the old block intact.
+///
+/// # Safety
+/// `ptr` is a live block from this pool; `align` is its alignment (a power of two).
+pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    let old = match classify(ptr) {
+        Owner::Foreign => return core::ptr::null_mut(),
+        Owner::Small(p) => {
+            // SAFETY: a live span head.
+            let bs = unsafe { (*p).block_size } as usize;
+            if new_size <= bs && (bs <= 64 || new_size * 2 >= bs) {
+                return ptr;
+            }
+            bs
+        }
+        Owner::Large(p) => {
+            // SAFETY: a live large span head.
+            let usable = unsafe { (*p).units } as usize * UNIT_SIZE;
+            if new_size <= usable && new_size * 2 >= usable {
+                return ptr;
+            }
+            if new_size > usable && new_size <= LARGE_MAX {
+                let units = new_size.div_ceil(UNIT_SIZE);
+                // SAFETY: a live large span head.
+                if unsafe { ARENA.lock().try_extend(p, units) } {
+                    stats::record_big(Big::Large, false, usable, 0, false);
+                    stats::record_big(Big::Large, true, units * UNIT_SIZE, new_size, false);
+                    return ptr;
+                }
+            }
+            usable
+        }
+        Owner::Huge(h) => {
+            // SAFETY: a live huge record.
+            let len = unsafe { (*h).len };
+            if new_size <= len && new_size * 2 >= len {
+                return ptr;
+            }
+            len
+        }
+    };
+    let fresh = alloc(new_size, align);
+    if !fresh.is_null() {
+        // SAFETY: both blocks are live and distinct; the copy fits in both.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr, fresh, old.min(new_size));
+            free(ptr);
+        }
+    }
+    fresh
+}
+
+/// Frees what this thread's heap holds needlessly: remote frees, empty pages (all of them
+/// when `force`), and, when `force`, purges every free page in the process now.
+pub fn collect(force: bool) {
+    let h = tls::get();
+    if !h.is_null() {
+        // SAFETY: this thread's heap.
+        unsafe {
+            heap::drain_remote(h);
+            heap::release_empty_pages(h, force);
+            heap::fold(h);
+        }
+    }
+    ARENA.lock().maybe_purge(sys::now_ms(), force);
+}
+
+/// Folds this thread's counters into the stats section.
+pub fn flush_stats() {
+    let h = tls::get();
+    if !h.is_null() {
+        // SAFETY: this thread's heap.
+        unsafe { heap::fold(h) };
+    }
+    ARENA.lock().publish();
+}
+
+/// A consistent copy of the host statistics section.
+pub fn stats_snapshot() -> HostSection {
+    loop {
+        // SAFETY: the section is valid for the life of the process, starts with its seq.
+        if let Some(s) = unsafe { seqlock::read(shm::host_section(), 1000) } {
+            return s;
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// The size class sizes, for tools.
+pub fn class_block_size(c: usize) -> usize {
+    class_size(c)
+}

@@ -153,7 +153,10 @@ mod tests {
     #[test]
     fn page_size_matches_the_kernel() {
         // SAFETY: sysconf has no preconditions.
-        assert_eq!(unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize, OS_PAGE);
+        assert_eq!(
+            unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize,
+            OS_PAGE
+        );
     }
 
     #[test]

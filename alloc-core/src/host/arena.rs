@@ -1,0 +1,253 @@
+//! The arena: the process-wide set of segments, handing out spans to thread heaps and
+//! large blocks, and purging what has been free for longer than the purge delay.
+//!
+//! One spin lock guards it. It is taken only on slow paths: once per new span (a 64 KiB
+//! span serves up to 8192 small allocations), per large block, and per huge block.
+//! Lock order: arena, then the stats lock, never the reverse.
+
+use super::huge::HugeCache;
+use super::page::{Page, IN_USE};
+use super::segment::Segment;
+use super::{pagemap, stats, SEGMENT_SIZE, UNITS, UNIT_SIZE};
+use crate::source::{os, MemorySource};
+use crate::sys::{self, SpinLock};
+use core::ptr::{self, NonNull};
+
+/// Everything the arena lock guards.
+pub struct Arena {
+    /// All segments, most recently created first.
+    segments: *mut Segment,
+    /// Purge delay in coarse milliseconds.
+    pub purge_delay_ms: u64,
+    /// Earliest pending purge deadline (u64::MAX when none).
+    next_purge: u64,
+    /// Accounting published in the host stats section.
+    pub mapped: usize,
+    pub reserved: usize,
+    pub peak_reserved: usize,
+    pub purged: usize,
+    pub segment_count: usize,
+    /// Recently freed huge mappings kept for reuse.
+    pub huge: HugeCache,
+}
+
+// SAFETY: the raw pointers are only followed under the arena lock.
+unsafe impl Send for Arena {}
+
+/// The process's arena.
+pub static ARENA: SpinLock<Arena> = SpinLock::new(Arena {
+    segments: ptr::null_mut(),
+    purge_delay_ms: 10,
+    next_purge: u64::MAX,
+    mapped: 0,
+    reserved: 0,
+    peak_reserved: 0,
+    purged: 0,
+    segment_count: 0,
+    huge: HugeCache::EMPTY,
+});
+
+/// A span handed out by the arena.
+pub struct Span {
+    pub page: *mut Page,
+    /// Every unit was clean: the memory reads as zero.
+    pub zeroed: bool,
+    /// Some unit was clean: this request needed fresh pages (a miss).
+    pub fresh: bool,
+}
+
+impl Arena {
+    /// Takes `units` contiguous units, creating a segment if needed.
+    pub fn alloc_span(&mut self, units: usize) -> Option<Span> {
+        debug_assert!(units >= 1 && units <= UNITS);
+        self.maybe_purge(sys::now_ms(), false);
+        let mut seg = self.segments;
+        let mut found = None;
+        while !seg.is_null() {
+            // SAFETY: segments in the list are live metadata, guarded by the arena lock.
+            let s = unsafe { &mut *seg };
+            if let Some(first) = s.find_run(units) {
+                found = Some((seg, first));
+                break;
+            }
+            seg = s.next;
+        }
+        let (seg, first) = match found {
+            Some(f) => f,
+            None => (self.new_segment()?, 0),
+        };
+        // SAFETY: as above.
+        let s = unsafe { &mut *seg };
+        let clean = s.take(first, units);
+        s.link_span(first, units);
+        self.reserved += clean * UNIT_SIZE;
+        self.peak_reserved = self.peak_reserved.max(self.reserved);
+        let page: *mut Page = &mut s.pages[first];
+        // SAFETY: page is the span head in live metadata.
+        unsafe { (*page).flags = IN_USE };
+        self.publish();
+        Some(Span {
+            page,
+            zeroed: clean == units,
+            fresh: clean > 0,
+        })
+    }
+
+    /// Returns a span; its units stay reserved (dirty) until purged.
+    ///
+    /// # Safety
+    /// `page` is a span head handed out by `alloc_span` and no longer used.
+    pub unsafe fn free_span(&mut self, page: *mut Page) {
+        // SAFETY: span heads point into their segment's metadata; see segment_of.
+        let seg = unsafe { segment_of(page) };
+        // SAFETY: as above; the lock is held.
+        let s = unsafe { &mut *seg };
+        // SAFETY: page is a live span head.
+        let (first, units) = unsafe { (s.unit_of((*page).start as usize), (*page).units as usize) };
+        s.give_back(first, units);
+        let now = sys::now_ms();
+        if s.purge_at == 0 {
+            s.purge_at = now + self.purge_delay_ms;
+            self.next_purge = self.next_purge.min(s.purge_at);
+        }
+        self.maybe_purge(now, false);
+        self.publish();
+    }
+
+    /// Grows a large span in place to `units`, if the following units are free.
+    ///
+    /// # Safety
+    /// `page` is a live large span head.
+    pub unsafe fn try_extend(&mut self, page: *mut Page, units: usize) -> bool {
+        // SAFETY: forwarded.
+        let s = unsafe { &mut *segment_of(page) };
+        // SAFETY: page is live.
+        let (first, old) = unsafe { (s.unit_of((*page).start as usize), (*page).units as usize) };
+        if units <= old || !s.run_is_free(first + old, units - old) {
+            return units <= old;
+        }
+        let clean = s.take(first + old, units - old);
+        s.link_span(first, units);
+        self.reserved += clean * UNIT_SIZE;
+        self.peak_reserved = self.peak_reserved.max(self.reserved);
+        self.publish();
+        true
+    }
+
+    fn new_segment(&mut self) -> Option<*mut Segment> {
+        let base = os::OS.reserve(SEGMENT_SIZE, SEGMENT_SIZE)?;
+        let meta = match os::map(core::mem::size_of::<Segment>()) {
+            Some(m) => m.as_ptr() as *mut Segment,
+            None => {
+                // SAFETY: the reservation was just made and is unused.
+                unsafe { os::OS.release(base, SEGMENT_SIZE) };
+                return None;
+            }
+        };
+        // SAFETY: meta is fresh zeroed memory sized for a Segment; all-zero is valid.
+        let s = unsafe { &mut *meta };
+        s.init(base.as_ptr() as usize);
+        if !pagemap::set(s.base, SEGMENT_SIZE, meta as usize) {
+            // SAFETY: neither mapping was published.
+            unsafe {
+                os::unmap(meta as *mut u8, core::mem::size_of::<Segment>());
+                os::OS.release(base, SEGMENT_SIZE);
+            }
+            return None;
+        }
+        s.next = self.segments;
+        if !self.segments.is_null() {
+            // SAFETY: the list head is live metadata.
+            unsafe { (*self.segments).prev = meta };
+        }
+        self.segments = meta;
+        self.segment_count += 1;
+        self.mapped += SEGMENT_SIZE;
+        Some(meta)
+    }
+
+    fn release_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: seg is a live segment in the list with no span in use.
+        let s = unsafe { &mut *seg };
+        if s.prev.is_null() {
+            self.segments = s.next;
+        } else {
+            // SAFETY: list neighbours are live.
+            unsafe { (*s.prev).next = s.next };
+        }
+        if !s.next.is_null() {
+            // SAFETY: as above.
+            unsafe { (*s.next).prev = s.prev };
+        }
+        pagemap::set(s.base, SEGMENT_SIZE, 0);
+        self.segment_count -= 1;
+        self.mapped -= SEGMENT_SIZE;
+        // SAFETY: nothing references the segment or its metadata any more (all units free,
+        // pagemap entry cleared). A racing free of a stale pointer is a double free.
+        unsafe {
+            os::OS.release(NonNull::new_unchecked(s.base as *mut u8), SEGMENT_SIZE);
+            os::unmap(seg as *mut u8, core::mem::size_of::<Segment>());
+        }
+    }
+
+    /// Purges segments whose deadline passed (all of them when `force`), expires cached
+    /// huge mappings, and releases segments left entirely free (keeping one for reuse).
+    pub fn maybe_purge(&mut self, now: u64, force: bool) {
+        if !force && now < self.next_purge {
+            return;
+        }
+        let mut next = u64::MAX;
+        let mut empty_kept = false;
+        let mut seg = self.segments;
+        while !seg.is_null() {
+            // SAFETY: live segment under the lock.
+            let s = unsafe { &mut *seg };
+            let following = s.next;
+            if s.purge_at != 0 && (force || s.purge_at <= now) {
+                // SAFETY: dirty units are free: no live data.
+                let bytes = s.purge_dirty(|a, l| unsafe { os::purge(a as *mut u8, l) });
+                self.reserved -= bytes;
+                self.purged += bytes;
+                s.purge_at = 0;
+            } else if s.purge_at != 0 {
+                next = next.min(s.purge_at);
+            }
+            if s.is_empty_and_clean() {
+                if empty_kept || force {
+                    self.release_segment(seg);
+                } else {
+                    empty_kept = true;
+                }
+            }
+            seg = following;
+        }
+        let expired = self.huge.expire(now, self.purge_delay_ms, force);
+        self.reserved -= expired;
+        self.mapped -= expired;
+        self.purged += expired;
+        if let Some(t) = self.huge.next_expiry(self.purge_delay_ms) {
+            next = next.min(t);
+        }
+        self.next_purge = next;
+        self.publish();
+    }
+
+    /// Notes a new earliest deadline (huge cache insertions).
+    pub fn schedule(&mut self, at: u64) {
+        self.next_purge = self.next_purge.min(at);
+    }
+
+    /// Writes the arena's gauges into the shared stats section.
+    pub fn publish(&self) {
+        stats::publish_arena(self);
+    }
+}
+
+/// The segment whose metadata holds `page`.
+///
+/// # Safety
+/// `page` points into a live segment's `pages` array.
+pub unsafe fn segment_of(page: *mut Page) -> *mut Segment {
+    // SAFETY: span heads record their start address, whose pagemap entry is the segment.
+    pagemap::lookup(unsafe { (*page).start } as usize) as *mut Segment
+}

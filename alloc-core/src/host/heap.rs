@@ -1,0 +1,406 @@
+//! Thread heaps: the fast path.
+//!
+//! A heap belongs to one thread at a time. For each size class it keeps a list of spans
+//! (pages) with free blocks; the list head is the page allocations come from. Allocation
+//! and the free of a block the heap owns touch only the heap and the page: no atomics, no
+//! locks. A block freed by another thread is pushed onto the owner heap's `remote` stack
+//! with one CAS; the owner drains that stack on its slow path.
+//!
+//! Page states: in the bin list (has or may get free blocks), or `FULL` (no free block,
+//! unlinked; the next local free relinks it). A page whose last block comes back is
+//! returned to the arena, unless it is the bin's current page, which is kept so that an
+//! alloc/free loop does not bounce spans through the arena lock.
+//!
+//! When a thread exits, its heap keeps its pages, returns the empty ones, and is parked;
+//! the next new thread adopts it. So a program that starts and ends 100,000 threads uses a
+//! handful of heaps, and its RSS stays flat.
+
+use super::arena::ARENA;
+use super::page::{Block, Page, FULL, IN_USE};
+use super::segment::Segment;
+use super::stats::{self, LocalCounters};
+use super::{init, pagemap, tls, UNIT_SIZE};
+use crate::size_class::{class_size, NUM_CLASSES};
+use crate::source::os;
+use crate::sys::SpinLock;
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// Bytes carved onto a free list at a time (at least one block).
+const EXTEND_BYTES: usize = 16 * 1024;
+/// Slow-path events between two folds of the heap's counters.
+const FOLD_EVERY: u32 = 64;
+
+/// One thread's heap.
+#[repr(C)]
+pub struct Heap {
+    /// Current page of each class, or the sentinel when the class has no page.
+    pub bins: [*mut Page; NUM_CLASSES],
+    tails: [*mut Page; NUM_CLASSES],
+    pub counters: [LocalCounters; NUM_CLASSES],
+    folded: [LocalCounters; NUM_CLASSES],
+    ticks: u32,
+    /// Next heap in the parked list.
+    next: *mut Heap,
+    _pad: [u8; 64],
+    /// Blocks freed by other threads (a Treiber stack through the blocks' first word).
+    pub remote: AtomicPtr<Block>,
+}
+
+struct Sentinel(UnsafeCell<Page>);
+// SAFETY: the sentinel is never written: its free list is empty, so the fast path leaves
+// it alone, and the slow path recognises it by address before touching any page.
+unsafe impl Sync for Sentinel {}
+static SENTINEL: Sentinel = Sentinel(UnsafeCell::new(Page::EMPTY));
+
+#[inline(always)]
+fn sentinel() -> *mut Page {
+    SENTINEL.0.get()
+}
+
+/// Parked heaps and counts.
+pub struct Pool {
+    parked: *mut Heap,
+    active: usize,
+    abandoned: usize,
+}
+// SAFETY: guarded by its lock.
+unsafe impl Send for Pool {}
+
+pub static HEAPS: SpinLock<Pool> = SpinLock::new(Pool {
+    parked: ptr::null_mut(),
+    active: 0,
+    abandoned: 0,
+});
+
+/// Span length in units for class `c`: at least 8 blocks up to 64 KiB blocks, 4 above.
+pub fn span_units(c: usize) -> usize {
+    let bs = class_size(c);
+    let blocks = if bs <= 64 * 1024 { 8 } else { 4 };
+    (bs * blocks).div_ceil(UNIT_SIZE).max(1)
+}
+
+/// The heap of this thread, creating or adopting one. Null when out of memory.
+#[cold]
+pub fn thread_heap() -> *mut Heap {
+    let h = tls::get();
+    if !h.is_null() {
+        return h;
+    }
+    init::ensure();
+    let heap = {
+        let mut pool = HEAPS.lock();
+        let h = pool.parked;
+        if !h.is_null() {
+            // SAFETY: parked heaps are live and owned by the pool.
+            pool.parked = unsafe { (*h).next };
+            pool.abandoned -= 1;
+        }
+        pool.active += 1;
+        h
+    };
+    let heap = if heap.is_null() { new_heap() } else { heap };
+    if heap.is_null() {
+        HEAPS.lock().active -= 1;
+        return heap;
+    }
+    tls::set(heap);
+    init::register_thread(heap);
+    // SAFETY: the heap is ours now.
+    unsafe { drain_remote(heap) };
+    let pool = HEAPS.lock();
+    stats::publish_heaps(pool.active, pool.abandoned);
+    heap
+}
+
+fn new_heap() -> *mut Heap {
+    let Some(mem) = os::map(core::mem::size_of::<Heap>()) else {
+        return ptr::null_mut();
+    };
+    let h = mem.as_ptr() as *mut Heap;
+    // SAFETY: fresh zeroed memory sized for a Heap; zero is valid for every field but the
+    // bins, which we point at the sentinel.
+    unsafe { (*h).bins = [sentinel(); NUM_CLASSES] };
+    h
+}
+
+/// Parks the heap of an exiting thread.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, and the thread will not use it again without
+/// adopting it anew.
+pub unsafe fn abandon(heap: *mut Heap) {
+    // SAFETY: forwarded.
+    unsafe {
+        drain_remote(heap);
+        release_empty_pages(heap, true);
+        fold(heap);
+    }
+    tls::set(ptr::null_mut());
+    let mut pool = HEAPS.lock();
+    // SAFETY: the heap is no longer used by this thread.
+    unsafe { (*heap).next = pool.parked };
+    pool.parked = heap;
+    pool.active -= 1;
+    pool.abandoned += 1;
+    stats::publish_heaps(pool.active, pool.abandoned);
+}
+
+/// Returns every empty page to the arena (the current pages too when `all`).
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
+    for c in 0..NUM_CLASSES {
+        // SAFETY: the heap and its pages belong to this thread.
+        unsafe {
+            let mut p = (*heap).bins[c];
+            while p != sentinel() && !p.is_null() {
+                let next = (*p).next;
+                if (*p).used == 0 && (all || p != (*heap).bins[c]) {
+                    unlink(heap, c, p);
+                    retire(p);
+                }
+                p = next;
+            }
+        }
+    }
+}
+
+/// Folds the heap's counters into the shared section.
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+pub unsafe fn fold(heap: *mut Heap) {
+    // SAFETY: forwarded; the counters are this thread's.
+    unsafe { stats::fold(&(*heap).counters, &mut (*heap).folded) };
+    // SAFETY: as above.
+    unsafe { (*heap).ticks = 0 };
+}
+
+#[inline]
+unsafe fn tick(heap: *mut Heap) {
+    // SAFETY: forwarded.
+    unsafe {
+        (*heap).ticks += 1;
+        if (*heap).ticks >= FOLD_EVERY {
+            fold(heap);
+        }
+    }
+}
+
+/// Pops a block from a page known to have one, counting it.
+#[inline(always)]
+pub unsafe fn pop(heap: *mut Heap, page: *mut Page, c: usize, size: usize) -> *mut u8 {
+    // SAFETY: the caller checked the free list is non-empty; the page is this heap's.
+    unsafe {
+        let b = (*page).free;
+        (*page).free = (*b).next;
+        (*page).used += 1;
+        let k = &mut (*heap).counters[c];
+        k.allocs += 1;
+        k.requested += size as u64;
+        b as *mut u8
+    }
+}
+
+/// Allocation when the current page of class `c` has no free block (or no heap exists).
+#[cold]
+#[inline(never)]
+pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
+    if heap.is_null() {
+        heap = thread_heap();
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: the heap is this thread's; pages in its bins are its own.
+    unsafe {
+        drain_remote(heap);
+        tick(heap);
+        loop {
+            let page = (*heap).bins[c];
+            if page == sentinel() {
+                break;
+            }
+            if !(*page).free.is_null() {
+                return pop(heap, page, c, size);
+            }
+            if (*page).can_extend() {
+                (*page).extend(EXTEND_BYTES);
+                return pop(heap, page, c, size);
+            }
+            unlink(heap, c, page);
+            (*page).flags |= FULL;
+        }
+        let units = span_units(c);
+        let Some(span) = ARENA.lock().alloc_span(units) else {
+            return ptr::null_mut();
+        };
+        let page = span.page;
+        (*page).init_small(heap, c, class_size(c), units * UNIT_SIZE);
+        push_front(heap, c, page);
+        (*heap).counters[c].misses += 1;
+        (*page).extend(EXTEND_BYTES);
+        pop(heap, page, c, size)
+    }
+}
+
+/// Frees a block of a page this heap owns.
+///
+/// # Safety
+/// `page` is owned by `heap`, the calling thread's heap, and `ptr` is a live block in it.
+#[inline(always)]
+pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe {
+        let b = ptr as *mut Block;
+        (*b).next = (*page).free;
+        (*page).free = b;
+        (*page).used -= 1;
+        (*heap).counters[(*page).class as usize].frees += 1;
+        if (*page).used == 0 || (*page).flags & FULL != 0 {
+            free_local_slow(heap, page);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: forwarded from free_local.
+    unsafe {
+        let c = (*page).class as usize;
+        if (*page).flags & FULL != 0 {
+            (*page).flags &= !FULL;
+            push_back(heap, c, page);
+        }
+        if (*page).used == 0 {
+            if (*heap).bins[c] == page {
+                tick(heap);
+            } else {
+                unlink(heap, c, page);
+                retire(page);
+            }
+        }
+    }
+}
+
+/// Pushes a block onto its owner heap's remote stack.
+///
+/// # Safety
+/// `owner` is a live heap (heaps are never unmapped) owning the block's page; `ptr` is a
+/// live block.
+pub unsafe fn free_remote(owner: *mut Heap, ptr: *mut u8) {
+    let b = ptr as *mut Block;
+    // SAFETY: forwarded.
+    let stack = unsafe { &(*owner).remote };
+    let mut head = stack.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the block is ours to write until the push succeeds.
+        unsafe { (*b).next = head };
+        match stack.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// Frees every block other threads handed back to this heap.
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+pub unsafe fn drain_remote(heap: *mut Heap) {
+    // SAFETY: forwarded.
+    let stack = unsafe { &(*heap).remote };
+    if stack.load(Ordering::Relaxed).is_null() {
+        return;
+    }
+    let mut b = stack.swap(ptr::null_mut(), Ordering::Acquire);
+    while !b.is_null() {
+        // SAFETY: blocks on the stack are live blocks of pages this heap owns; the Acquire
+        // swap makes their links visible.
+        unsafe {
+            let next = (*b).next;
+            let seg = pagemap::lookup(b as usize) as *mut Segment;
+            let page = (*seg).pages[(*seg).unit_of(b as usize)].span;
+            free_local(heap, page, b as *mut u8);
+            b = next;
+        }
+    }
+}
+
+unsafe fn retire(page: *mut Page) {
+    // SAFETY: the page is empty and unlinked; nobody references its blocks.
+    unsafe {
+        (*page).heap = ptr::null_mut();
+        (*page).flags = 0;
+        ARENA.lock().free_span(page);
+    }
+}
+
+unsafe fn push_front(heap: *mut Heap, c: usize, page: *mut Page) {
+    // SAFETY: list manipulation on this thread's heap and pages.
+    unsafe {
+        let head = (*heap).bins[c];
+        (*page).prev = ptr::null_mut();
+        if head == sentinel() {
+            (*page).next = ptr::null_mut();
+            (*heap).tails[c] = page;
+        } else {
+            (*page).next = head;
+            (*head).prev = page;
+        }
+        (*heap).bins[c] = page;
+        debug_assert!((*page).flags & IN_USE != 0);
+    }
+}
+
+unsafe fn push_back(heap: *mut Heap, c: usize, page: *mut Page) {
+    // SAFETY: list manipulation on this thread's heap and pages.
+    unsafe {
+        let tail = (*heap).tails[c];
+        (*page).next = ptr::null_mut();
+        (*page).prev = tail;
+        if tail.is_null() {
+            (*heap).bins[c] = page;
+        } else {
+            (*tail).next = page;
+        }
+        (*heap).tails[c] = page;
+    }
+}
+
+unsafe fn unlink(heap: *mut Heap, c: usize, page: *mut Page) {
+    // SAFETY: list manipulation on this thread's heap and pages; page is in list c.
+    unsafe {
+        let (prev, next) = ((*page).prev, (*page).next);
+        if prev.is_null() {
+            (*heap).bins[c] = if next.is_null() { sentinel() } else { next };
+        } else {
+            (*prev).next = next;
+        }
+        if next.is_null() {
+            (*heap).tails[c] = prev;
+        } else {
+            (*next).prev = prev;
+        }
+        (*page).next = ptr::null_mut();
+        (*page).prev = ptr::null_mut();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_hold_enough_blocks() {
+        for c in 0..NUM_CLASSES {
+            let blocks = span_units(c) * UNIT_SIZE / class_size(c);
+            assert!(blocks >= 4, "class {c}");
+            assert!(span_units(c) <= super::super::UNITS / 4);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Huge blocks: requests above the large limit, or aligned beyond a unit, get a mapping of
+//! their own, aligned to the segment size so that its pagemap slots belong to it alone.
+//!
+//! Freed mappings are cached for one purge delay: programs that loop over big buffers (a
+//! loop over 5-25 MiB blocks is a known weak spot of mimalloc) then reuse memory that is
+//! already faulted in, instead of paying for fresh pages each time.
+
+use super::{pagemap, SEGMENT_SIZE};
+use crate::source::os;
+use core::ptr;
+
+/// Metadata of one huge mapping (kept in host memory, tagged with bit 0 in the pagemap).
+#[repr(C)]
+pub struct Huge {
+    pub base: usize,
+    /// Bytes mapped (a multiple of the OS page); all of it is usable.
+    pub len: usize,
+    /// Alignment the mapping was made for.
+    pub align: usize,
+    /// When it entered the cache (coarse ms).
+    pub freed_at: u64,
+    pub live: bool,
+}
+
+const CACHE_SLOTS: usize = 8;
+
+/// Freed huge mappings waiting for reuse, plus a free list of metadata records.
+pub struct HugeCache {
+    slots: [*mut Huge; CACHE_SLOTS],
+    /// Spare metadata records (each one OS page, reused).
+    spare: [*mut Huge; CACHE_SLOTS],
+}
+
+impl HugeCache {
+    pub const EMPTY: HugeCache = HugeCache {
+        slots: [ptr::null_mut(); CACHE_SLOTS],
+        spare: [ptr::null_mut(); CACHE_SLOTS],
+    };
+
+    /// A cached mapping of at least `len` bytes (and at most twice that), aligned to `align`.
+    pub fn take(&mut self, len: usize, align: usize) -> Option<*mut Huge> {
+        let mut best: Option<usize> = None;
+        for (i, &h) in self.slots.iter().enumerate() {
+            if h.is_null() {
+                continue;
+            }
+            // SAFETY: cached records are live metadata owned by the cache.
+            let r = unsafe { &*h };
+            if r.len >= len && r.len / 2 <= len && r.base % align == 0 {
+                // SAFETY: as above.
+                if best.is_none_or(|b| r.len < unsafe { (*self.slots[b]).len }) {
+                    best = Some(i);
+                }
+            }
+        }
+        let i = best?;
+        let h = self.slots[i];
+        self.slots[i] = ptr::null_mut();
+        Some(h)
+    }
+
+    /// Caches a freed mapping. Returns the bytes unmapped to make room (evicting the
+    /// oldest entry when full).
+    pub fn put(&mut self, h: *mut Huge, now: u64) -> usize {
+        // SAFETY: h is a live record just freed by its owner.
+        unsafe { (*h).freed_at = now };
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.is_null()) {
+            *slot = h;
+            return 0;
+        }
+        let mut oldest = 0;
+        for i in 1..CACHE_SLOTS {
+            // SAFETY: all slots are live records here.
+            if unsafe { (*self.slots[i]).freed_at < (*self.slots[oldest]).freed_at } {
+                oldest = i;
+            }
+        }
+        let evicted = core::mem::replace(&mut self.slots[oldest], h);
+        self.destroy(evicted)
+    }
+
+    /// Unmaps cached mappings older than `delay` (all when `force`); returns bytes unmapped.
+    pub fn expire(&mut self, now: u64, delay: u64, force: bool) -> usize {
+        let mut bytes = 0;
+        for i in 0..CACHE_SLOTS {
+            let h = self.slots[i];
+            // SAFETY: non-null slots are live records.
+            if !h.is_null() && (force || unsafe { (*h).freed_at } + delay <= now) {
+                self.slots[i] = ptr::null_mut();
+                bytes += self.destroy(h);
+            }
+        }
+        bytes
+    }
+
+    /// The earliest time a cached entry expires.
+    pub fn next_expiry(&self, delay: u64) -> Option<u64> {
+        // SAFETY: non-null slots are live records.
+        self.slots
+            .iter()
+            .filter(|h| !h.is_null())
+            .map(|&h| unsafe { (*h).freed_at } + delay)
+            .min()
+    }
+
+    /// Bytes held in the cache.
+    pub fn cached_bytes(&self) -> usize {
+        // SAFETY: non-null slots are live records.
+        self.slots
+            .iter()
+            .filter(|h| !h.is_null())
+            .map(|&h| unsafe { (*h).len })
+            .sum()
+    }
+
+    /// Maps a new huge block of `len` bytes aligned to `align`, with its record.
+    pub fn create(&mut self, len: usize, align: usize) -> Option<*mut Huge> {
+        let align = align.max(SEGMENT_SIZE);
+        if !pagemap::covers(0, len.checked_add(align)?) {
+            return None;
+        }
+        let base = os::map_aligned(len, align)?.as_ptr() as usize;
+        let h = match self.spare.iter_mut().find(|s| !s.is_null()) {
+            Some(s) => core::mem::replace(s, ptr::null_mut()),
+            None => match os::map(os::OS_PAGE) {
+                Some(p) => p.as_ptr() as *mut Huge,
+                None => {
+                    // SAFETY: the mapping was just made and is unused.
+                    unsafe { os::unmap(base as *mut u8, len) };
+                    return None;
+                }
+            },
+        };
+        // SAFETY: h is an unused record (fresh page or spare).
+        unsafe {
+            h.write(Huge {
+                base,
+                len,
+                align,
+                freed_at: 0,
+                live: true,
+            })
+        };
+        if !pagemap::set(base, len, h as usize | 1) {
+            // SAFETY: neither is published.
+            unsafe { os::unmap(base as *mut u8, len) };
+            self.recycle(h);
+            return None;
+        }
+        Some(h)
+    }
+
+    /// Unmaps a huge block and recycles its record; returns the bytes unmapped.
+    pub fn destroy(&mut self, h: *mut Huge) -> usize {
+        // SAFETY: h is a live record no longer in use by anyone.
+        let (base, len) = unsafe { ((*h).base, (*h).len) };
+        pagemap::set(base, len, 0);
+        // SAFETY: the block is dead and unpublished.
+        unsafe { os::unmap(base as *mut u8, len) };
+        self.recycle(h);
+        len
+    }
+
+    fn recycle(&mut self, h: *mut Huge) {
+        match self.spare.iter_mut().find(|s| s.is_null()) {
+            Some(s) => *s = h,
+            // SAFETY: the record is unreferenced; it was mapped as one OS page.
+            None => unsafe { os::unmap(h as *mut u8, os::OS_PAGE) },
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Process and thread life cycle: lazy global initialisation (which may happen inside the
+//! very first malloc, before constructors run), the thread-exit hook that parks a heap,
+//! and the fork handlers.
+
+use super::arena::ARENA;
+use super::heap::{self, Heap, HEAPS};
+use super::stats::{self, STATS_LOCK};
+use crate::config::HostConfig;
+use crate::stats::{layout::WRITER_HOST, shm};
+use crate::sys::{self, SpinLock};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// The pthread key whose destructor parks an exiting thread's heap (usize::MAX = none).
+static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+static CONFIG: SpinLock<HostConfig> = SpinLock::new(HostConfig::DEFAULT);
+
+/// Initialises the process-wide state once. Allocates nothing, so it cannot recurse.
+#[inline]
+pub fn ensure() {
+    if STATE.load(Ordering::Acquire) != READY {
+        init_slow();
+    }
+}
+
+#[cold]
+fn init_slow() {
+    if STATE
+        .compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire)
+        .is_err()
+    {
+        while STATE.load(Ordering::Acquire) != READY {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+        return;
+    }
+    let cfg = HostConfig::from_env();
+    *CONFIG.lock() = cfg;
+    ARENA.lock().purge_delay_ms = cfg.purge_delay_ms;
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: key is a valid out-parameter; the destructor has the right signature.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        KEY.store(key as usize, Ordering::Release);
+    }
+    shm::open(&cfg, WRITER_HOST);
+    stats::init_section();
+    STATE.store(READY, Ordering::Release);
+}
+
+/// The configuration read at initialisation.
+pub fn config() -> HostConfig {
+    ensure();
+    *CONFIG.lock()
+}
+
+/// Arranges for `heap` to be parked when the calling thread exits.
+pub fn register_thread(heap: *mut Heap) {
+    let key = KEY.load(Ordering::Acquire);
+    if key != usize::MAX {
+        // SAFETY: the key was created; pthread_setspecific on keys below 32 (ours is
+        // created first thing) does not allocate in glibc.
+        unsafe {
+            libc::pthread_setspecific(key as libc::pthread_key_t, heap as *const libc::c_void)
+        };
+    }
+}
+
+extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
+    let heap = arg as *mut Heap;
+    if !heap.is_null() && heap == super::tls::get() {
+        // SAFETY: the thread is exiting and this is its heap.
+        unsafe { heap::abandon(heap) };
+    }
+}
+
+extern "C" fn fork_prepare() {
+    ARENA.raw_lock();
+    HEAPS.raw_lock();
+    STATS_LOCK.raw_lock();
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: fork_prepare took these locks in this thread.
+    unsafe {
+        STATS_LOCK.raw_unlock();
+        HEAPS.raw_unlock();
+        ARENA.raw_unlock();
+    }
+}
+
+extern "C" fn fork_child() {
+    // SAFETY: the child has only the forking thread, which took the locks in fork_prepare.
+    unsafe {
+        STATS_LOCK.raw_unlock();
+        HEAPS.raw_unlock();
+        ARENA.raw_unlock();
+    }
+    shm::after_fork_child();
+}
+
+extern "C" fn constructor() {
+    ensure();
+    // SAFETY: the handlers are valid for the life of the process. pthread_atfork may
+    // allocate, which is fine here: initialisation is complete.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+}
+
+extern "C" fn destructor() {
+    if STATE.load(Ordering::Acquire) != READY {
+        return;
+    }
+    let h = super::tls::get();
+    if !h.is_null() {
+        // SAFETY: the main thread's own heap.
+        unsafe { heap::fold(h) };
+    }
+    if CONFIG.lock().verbose {
+        let s = super::stats_snapshot();
+        let mut b = [[0u8; 20]; 3];
+        let (allocs, frees): (u64, u64) = s
+            .classes
+            .iter()
+            .fold((0, 0), |a, k| (a.0 + k.allocs, a.1 + k.frees));
+        let [b0, b1, b2] = &mut b;
+        sys::write_stderr(&[
+            b"poolside: ",
+            sys::fmt_u64(allocs, b0),
+            b" allocations, ",
+            sys::fmt_u64(frees, b1),
+            b" frees, peak reserved ",
+            sys::fmt_u64(s.peak_reserved_bytes, b2),
+            b" bytes\n",
+        ]);
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+#[used]
+#[link_section = ".fini_array"]
+static DESTRUCTOR: extern "C" fn() = destructor;

@@ -1,0 +1,124 @@
+//! Page (span) metadata and the block free list inside it.
+//!
+//! A span is a run of 64 KiB units inside one segment. A span either holds blocks of one
+//! size class for one thread heap (a "small" span), or one large block (owner
+//! [`LARGE_OWNER`]). Its metadata lives in the segment's out-of-line `pages` array at the
+//! index of its first unit; every unit of the span points back to that head through
+//! [`Page::span`], so any interior pointer finds its span with one index and one load.
+//!
+//! Blocks are carved lazily: `capacity` blocks exist, of `reserved` that fit; the rest of
+//! the span has never been touched (and costs no RSS) until the free list runs dry.
+
+use super::heap::Heap;
+use core::ptr;
+
+/// A free block: its first word links to the next free block of the same page.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+}
+
+/// Owner value of a span that holds one large block.
+pub const LARGE_OWNER: *mut Heap = 1 as *mut Heap;
+
+/// Flag: the span is handed out (small or large).
+pub const IN_USE: u8 = 1;
+/// Flag: a small span with no free block, unlinked from its heap's bin.
+pub const FULL: u8 = 2;
+
+/// Metadata of one span (valid at its head unit) or of one unit (only `span` is meaningful).
+#[repr(C)]
+pub struct Page {
+    /// Free blocks, for the owner thread only.
+    pub free: *mut Block,
+    /// Blocks handed out and not yet freed back to this page.
+    pub used: u32,
+    /// Block size for small spans; 0 for large ones.
+    pub block_size: u32,
+    /// Owning heap, [`LARGE_OWNER`], or null when the span is free.
+    pub heap: *mut Heap,
+    /// Size class (small spans).
+    pub class: u16,
+    pub flags: u8,
+    /// Whether the uncarved part of the span is known to read as zero.
+    pub fresh: u8,
+    /// Length of the span in units.
+    pub units: u32,
+    /// Blocks carved so far.
+    pub capacity: u32,
+    /// Blocks that fit in the span.
+    pub reserved: u32,
+    /// First byte of the span.
+    pub start: *mut u8,
+    /// Head page of the span this unit belongs to.
+    pub span: *mut Page,
+    /// Links in the owning heap's bin list.
+    pub next: *mut Page,
+    pub prev: *mut Page,
+    /// Bytes asked for, for large spans (usable size is the whole span).
+    pub large_size: usize,
+}
+
+impl Page {
+    /// A page that is not part of any span yet.
+    pub const EMPTY: Page = Page {
+        free: ptr::null_mut(),
+        used: 0,
+        block_size: 0,
+        heap: ptr::null_mut(),
+        class: 0,
+        flags: 0,
+        fresh: 0,
+        units: 0,
+        capacity: 0,
+        reserved: 0,
+        start: ptr::null_mut(),
+        span: ptr::null_mut(),
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        large_size: 0,
+    };
+
+    /// Prepares a head page for blocks of `block_size` owned by `heap`.
+    pub fn init_small(&mut self, heap: *mut Heap, class: usize, block_size: usize, bytes: usize) {
+        self.free = ptr::null_mut();
+        self.used = 0;
+        self.block_size = block_size as u32;
+        self.heap = heap;
+        self.class = class as u16;
+        self.flags = IN_USE;
+        self.capacity = 0;
+        self.reserved = (bytes / block_size) as u32;
+        self.next = ptr::null_mut();
+        self.prev = ptr::null_mut();
+    }
+
+    /// Whether blocks remain that were never carved.
+    #[inline]
+    pub fn can_extend(&self) -> bool {
+        self.capacity < self.reserved
+    }
+
+    /// Carves up to `max_bytes` (at least one block) of never-used blocks onto the free list.
+    ///
+    /// # Safety
+    /// The page is a small span owned by the calling thread, with `can_extend()`.
+    pub unsafe fn extend(&mut self, max_bytes: usize) {
+        let bs = self.block_size as usize;
+        let n = (max_bytes / bs).clamp(1, (self.reserved - self.capacity) as usize);
+        // SAFETY: blocks capacity..capacity+n lie inside the span, which is committed
+        // memory owned by this page; nobody else references them yet.
+        unsafe {
+            let first = self.start.add(self.capacity as usize * bs);
+            let mut b = first;
+            for _ in 1..n {
+                let next = b.add(bs);
+                (*(b as *mut Block)).next = next as *mut Block;
+                b = next;
+            }
+            (*(b as *mut Block)).next = self.free;
+            self.free = first as *mut Block;
+        }
+        self.capacity += n as u32;
+    }
+}
