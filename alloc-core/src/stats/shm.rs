@@ -31,3 +31,9 @@ pub fn device_section(dev: usize) -> *mut DeviceSection {
     // SAFETY: dev is in range; file() is valid for the life of the process.
     unsafe { core::ptr::addr_of_mut!((*file()).devices[dev]) }
 }
+
+/// Opens the stats file for this process (to be implemented by the stats work).
+pub fn open(_cfg: &crate::config::HostConfig, _writer: u32) {}
+
+/// Called in the child after fork (to be implemented by the stats work).
+pub fn after_fork_child() {}
