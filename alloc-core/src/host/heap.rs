@@ -59,7 +59,7 @@ fn sentinel() -> *mut Page {
     SENTINEL.0.get()
 }
 
-/// Parked heaps and counts.
+/// Parked heaps and counts. Lock order: HEAPS, then ARENA, then the stats lock.
 pub struct Pool {
     parked: *mut Heap,
     active: usize,
@@ -186,6 +186,27 @@ unsafe fn tick(heap: *mut Heap) {
         (*heap).ticks += 1;
         if (*heap).ticks >= FOLD_EVERY {
             fold(heap);
+            if let Some(pool) = HEAPS.try_lock() {
+                reclaim_parked(&pool);
+            }
+        }
+    }
+}
+
+/// Frees the blocks other threads handed back to parked heaps, and returns their empty
+/// pages. Without this, memory freed after its allocating thread exited would wait for a
+/// new thread to adopt the heap.
+pub fn reclaim_parked(pool: &Pool) {
+    let mut h = pool.parked;
+    while !h.is_null() {
+        // SAFETY: holding the pool lock, nobody can adopt a parked heap, so we may act as
+        // its owner; parked heaps are live.
+        unsafe {
+            if !(*h).remote.load(Ordering::Relaxed).is_null() {
+                drain_remote(h);
+                release_empty_pages(h, true);
+            }
+            h = (*h).next;
         }
     }
 }

@@ -78,9 +78,10 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
     }
 }
 
+// Lock order everywhere: HEAPS, then ARENA, then STATS_LOCK.
 extern "C" fn fork_prepare() {
-    ARENA.raw_lock();
     HEAPS.raw_lock();
+    ARENA.raw_lock();
     STATS_LOCK.raw_lock();
 }
 
@@ -88,8 +89,8 @@ extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks in this thread.
     unsafe {
         STATS_LOCK.raw_unlock();
-        HEAPS.raw_unlock();
         ARENA.raw_unlock();
+        HEAPS.raw_unlock();
     }
 }
 
@@ -97,8 +98,8 @@ extern "C" fn fork_child() {
     // SAFETY: the child has only the forking thread, which took the locks in fork_prepare.
     unsafe {
         STATS_LOCK.raw_unlock();
-        HEAPS.raw_unlock();
         ARENA.raw_unlock();
+        HEAPS.raw_unlock();
     }
     shm::after_fork_child();
 }

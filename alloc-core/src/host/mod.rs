@@ -319,9 +319,11 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     fresh
 }
 
-/// Frees what this thread's heap holds needlessly: remote frees, empty pages (all of them
-/// when `force`), and, when `force`, purges every free page in the process now.
+/// Frees what the pool holds needlessly: blocks other threads freed to this thread's heap
+/// and to the heaps of exited threads, empty pages (this thread's current pages too when
+/// `force`), and, when `force`, purges every free page in the process now.
 pub fn collect(force: bool) {
+    heap::reclaim_parked(&heap::HEAPS.lock());
     let h = tls::get();
     if !h.is_null() {
         // SAFETY: this thread's heap.
