@@ -1,0 +1,106 @@
+"""Finding and loading libpoolside_cuda.so.
+
+The same file must be loaded by PyTorch (through CUDAPluggableAllocator) and by the
+statistics functions here: the dynamic loader then hands both the same image, so the
+statistics read the pool PyTorch allocates from. Discovery is therefore one function,
+used by both, and the first successful choice is remembered for the process.
+"""
+
+import ctypes
+import os
+import shutil
+from pathlib import Path
+
+from ._layout import DeviceSection
+from .errors import PoolsideError
+
+LIB_NAME = "libpoolside_cuda.so"
+ENV_LIB = "POOLSIDE_CUDA_LIB"
+
+# Symbols PyTorch needs for the allocator itself; without them nothing works.
+REQUIRED_SYMBOLS = ("poolside_cuda_malloc", "poolside_cuda_free")
+
+_loaded = {}  # resolved path -> ctypes.CDLL
+
+
+def candidates():
+    """Return ``[(where, path)]`` in the order discovery tries them.
+
+    1. ``$POOLSIDE_CUDA_LIB``;
+    2. packaged inside this package (``poolside/lib/``);
+    3. beside the ``poolside`` binary found on PATH (and in ``../lib`` from it);
+    4. a source checkout's ``target/release`` then ``target/debug`` (when this package
+       sits in ``<repo>/python/poolside`` next to the workspace ``Cargo.toml``).
+    """
+    out = []
+    env = os.environ.get(ENV_LIB)
+    if env:
+        out.append((ENV_LIB, Path(env)))
+    pkg = Path(__file__).resolve().parent
+    out.append(("package", pkg / "lib" / LIB_NAME))
+    exe = shutil.which("poolside")
+    if exe:
+        seen = []
+        for d in (Path(exe).parent, Path(exe).resolve().parent):
+            for cand in (d / LIB_NAME, d.parent / "lib" / LIB_NAME):
+                if cand not in seen:
+                    seen.append(cand)
+                    out.append(("beside poolside binary", cand))
+    repo = pkg.parent.parent
+    if (repo / "Cargo.toml").is_file():
+        out.append(("checkout", repo / "target" / "release" / LIB_NAME))
+        out.append(("checkout", repo / "target" / "debug" / LIB_NAME))
+    return out
+
+
+def find_library():
+    """Path of the libpoolside_cuda.so to use, or PoolsideError listing what was tried.
+
+    An explicit ``$POOLSIDE_CUDA_LIB`` that names no file is an error rather than a
+    silent fall-through: the user asked for that file.
+    """
+    env = os.environ.get(ENV_LIB)
+    if env and not Path(env).is_file():
+        raise PoolsideError(f"{ENV_LIB}={env!r} does not name a file")
+    tried = []
+    for where, path in candidates():
+        if path.is_file():
+            return str(path)
+        tried.append(f"{path} ({where})")
+    raise PoolsideError(
+        f"{LIB_NAME} not found; tried: " + "; ".join(tried)
+        + f". Build it (cargo build --release -p poolside-cuda) or set {ENV_LIB}."
+    )
+
+
+def load_library(path=None):
+    """Load (once per path) and return the CDLL with argument types declared.
+
+    Raises PoolsideError when the file cannot be loaded or lacks the allocator symbols.
+    """
+    path = os.path.realpath(path or find_library())
+    lib = _loaded.get(path)
+    if lib is not None:
+        return lib
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise PoolsideError(f"cannot load {path}: {exc}") from exc
+    missing = [s for s in REQUIRED_SYMBOLS if not hasattr(lib, s)]
+    if missing:
+        raise PoolsideError(f"{path} is not libpoolside_cuda: missing {', '.join(missing)}")
+    _declare(lib)
+    _loaded[path] = lib
+    return lib
+
+
+def _declare(lib):
+    """Set argtypes/restype for the entry points poolside's Python side calls itself."""
+    if hasattr(lib, "poolside_cuda_memory_stats"):
+        f = lib.poolside_cuda_memory_stats
+        f.argtypes = [ctypes.c_int, ctypes.POINTER(DeviceSection)]
+        f.restype = ctypes.c_int
+    if hasattr(lib, "poolside_cuda_reset_peak_stats"):
+        f = lib.poolside_cuda_reset_peak_stats
+        f.argtypes = [ctypes.c_int]
+        f.restype = None

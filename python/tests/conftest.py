@@ -1,0 +1,78 @@
+"""Shared fixtures: the fake torch, a fake libpoolside_cuda built from C, and a runner
+that starts real Python subprocesses with PYTHONPATH set the way `poolside run` sets it.
+
+Subprocesses are used because everything under test is process-global: import hooks,
+sitecustomize, PyTorch's one-shot allocator swap.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+collect_ignore = ["fakes"]
+
+TESTS = Path(__file__).resolve().parent
+PYTHON_DIR = TESTS.parent
+REPO = PYTHON_DIR.parent
+HOOK_DIR = PYTHON_DIR / "hook"
+FAKE_TORCH = TESTS / "fakes"
+
+
+def clean_env(**extra):
+    """os.environ without anything that would steer poolside or Python's path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POOLSIDE_", "FAKE_TORCH_", "PYTHON"))}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_py(code, pythonpath, python=sys.executable, check=True, cwd=None, **env):
+    """Run ``code`` in a fresh interpreter; return the CompletedProcess (text mode)."""
+    full_env = clean_env(**env)
+    full_env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+    proc = subprocess.run(
+        [python, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def run_json(code, pythonpath, **kw):
+    """run_py, then parse the last stdout line as JSON."""
+    proc = run_py(code, pythonpath, **kw)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def fake_lib(tmp_path_factory):
+    """Path of a fake libpoolside_cuda.so compiled from fakes/fake_poolside_cuda.c."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler (cc/gcc/clang) to build the fake libpoolside_cuda these tests load")
+    out = tmp_path_factory.mktemp("fakelib") / "libpoolside_cuda.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(FAKE_TORCH / "fake_poolside_cuda.c")], check=True)
+    return out
+
+
+def real_library():
+    """(path, None) of a built libpoolside_cuda exporting the stats API, or (None, reason)."""
+    import ctypes
+
+    env = os.environ.get("POOLSIDE_CUDA_LIB")
+    found = [Path(env)] if env else sorted(REPO.glob("target*/*/libpoolside_cuda.so")) + sorted(REPO.glob("target*/*/*/libpoolside_cuda.so"))
+    if not found:
+        return None, "libpoolside_cuda.so not built (cargo build --release -p poolside-cuda) and POOLSIDE_CUDA_LIB unset"
+    for path in found:
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            continue
+        if all(hasattr(lib, s) for s in ("poolside_cuda_init", "poolside_cuda_malloc", "poolside_cuda_memory_stats")):
+            return path, None
+    return None, f"no built libpoolside_cuda.so exports the stats API yet (looked at {', '.join(map(str, found))})"
