@@ -28,7 +28,8 @@ def candidates():
 
     1. ``$POOLSIDE_CUDA_LIB``;
     2. packaged inside this package (``poolside/lib/``);
-    3. beside the ``poolside`` binary found on PATH (and in ``../lib`` from it);
+    3. beside the ``poolside`` binary found on PATH (as found, then symlinks resolved),
+       then in ``../lib`` from those directories;
     4. a source checkout's ``target/release`` then ``target/debug`` (when this package
        sits in ``<repo>/python/poolside`` next to the workspace ``Cargo.toml``).
     """
@@ -40,12 +41,12 @@ def candidates():
     out.append(("package", pkg / "lib" / LIB_NAME))
     exe = shutil.which("poolside")
     if exe:
+        dirs = [Path(exe).parent, Path(exe).resolve().parent]
         seen = []
-        for d in (Path(exe).parent, Path(exe).resolve().parent):
-            for cand in (d / LIB_NAME, d.parent / "lib" / LIB_NAME):
-                if cand not in seen:
-                    seen.append(cand)
-                    out.append(("beside poolside binary", cand))
+        for cand in [d / LIB_NAME for d in dirs] + [d.parent / "lib" / LIB_NAME for d in dirs]:
+            if cand not in seen:
+                seen.append(cand)
+                out.append(("beside poolside binary", cand))
     repo = pkg.parent.parent
     if (repo / "Cargo.toml").is_file():
         out.append(("checkout", repo / "target" / "release" / LIB_NAME))
@@ -78,7 +79,9 @@ def load_library(path=None):
 
     Raises PoolsideError when the file cannot be loaded or lacks the allocator symbols.
     """
-    path = os.path.realpath(path or find_library())
+    path = path or find_library()
+    if os.path.exists(path):  # a bare soname is left to the dynamic loader's search
+        path = os.path.realpath(path)
     lib = _loaded.get(path)
     if lib is not None:
         return lib

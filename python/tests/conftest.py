@@ -32,11 +32,15 @@ def clean_env(**extra):
 
 
 def run_py(code, pythonpath, python=sys.executable, check=True, cwd=None, **env):
-    """Run ``code`` in a fresh interpreter; return the CompletedProcess (text mode)."""
+    """Run ``code`` in a fresh interpreter; return the CompletedProcess (text mode).
+
+    The working directory defaults to "/" so the checkout under test is only found
+    through ``pythonpath`` (``-c`` puts the working directory first on sys.path).
+    """
     full_env = clean_env(**env)
     full_env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
     proc = subprocess.run(
-        [python, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
+        [python, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, cwd=cwd or "/", timeout=120
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -8,10 +8,13 @@ functions raise like real torch does under a pluggable allocator.
 
 import ctypes
 import os
+import sys
 
 SETTERS = ("set_init_fn", "set_reset_fn", "set_memory_fraction_fn", "set_base_alloc_fn", "set_record_stream_fn")
 current = None
 swaps = 0
+# Whether torch/__init__.py had finished when the allocator was swapped.
+swapped_after_torch_import = None
 
 
 class _RawAllocator:
@@ -47,13 +50,14 @@ class CUDAPluggableAllocator:
 
 
 def change_current_allocator(allocator):
-    global current, swaps
+    global current, swaps, swapped_after_torch_import
     from . import is_initialized
 
     if is_initialized() or current is not None:
         raise RuntimeError("Can't swap an already initialized allocator")
     current = allocator
     swaps += 1
+    swapped_after_torch_import = getattr(sys.modules.get("torch"), "FULLY_IMPORTED", False)
 
 
 def _unsupported(*args, **kwargs):
