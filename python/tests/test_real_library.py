@@ -1,0 +1,50 @@
+"""End to end against the real libpoolside_cuda with its simulated driver (no GPU).
+
+Skipped, with the reason, until the library is built and exports the stats API.
+"""
+
+import pytest
+
+from conftest import PYTHON_DIR, real_library, run_json
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def real_lib():
+    path, reason = real_library()
+    if path is None:
+        pytest.skip(reason)
+    return path
+
+
+def test_memory_stats_report_sim_allocations(real_lib):
+    got = run_json("""
+        import ctypes, json, os
+        import poolside.torch as pt
+        lib = ctypes.CDLL(os.environ["POOLSIDE_CUDA_LIB"])
+        lib.poolside_cuda_init.argtypes = [ctypes.c_int]
+        lib.poolside_cuda_malloc.restype = ctypes.c_void_p
+        lib.poolside_cuda_malloc.argtypes = [ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        lib.poolside_cuda_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        lib.poolside_cuda_init(1)
+        before = pt.memory_stats(0)
+        ptrs = [lib.poolside_cuda_malloc(1 << 20, 0, None) for _ in range(3)]
+        during = pt.memory_stats(0)
+        lib.poolside_cuda_free(ptrs[0], 1 << 20, 0, None)
+        after = pt.memory_stats(0)
+        pt.reset_peak_memory_stats(0)
+        reset = pt.memory_stats(0)
+        print(json.dumps({"ptrs": [bool(p) for p in ptrs], "before": before, "during": during, "after": after,
+                          "reset": reset, "pool": pt.pool_stats(0)}))
+    """, [PYTHON_DIR], POOLSIDE_CUDA_LIB=real_lib, POOLSIDE_CUDA_DRIVER="sim")
+    assert got["ptrs"] == [True] * 3
+    b, d, a, r = got["before"], got["during"], got["after"], got["reset"]
+    assert d["requested_bytes.all.current"] - b["requested_bytes.all.current"] == 3 * MIB
+    assert d["allocated_bytes.all.current"] - b["allocated_bytes.all.current"] >= 3 * MIB
+    assert d["allocation.all.current"] - b["allocation.all.current"] == 3
+    assert d["reserved_bytes.all.current"] >= d["allocated_bytes.all.current"]
+    assert a["requested_bytes.all.current"] - b["requested_bytes.all.current"] == 2 * MIB
+    assert a["allocated_bytes.all.peak"] >= d["allocated_bytes.all.current"]
+    assert r["allocated_bytes.all.peak"] == r["allocated_bytes.all.current"] == a["allocated_bytes.all.current"]
+    assert got["pool"]["present"] == 1 and got["pool"]["device"] == 0
