@@ -90,20 +90,31 @@ def _install():
     sys.meta_path.insert(0, PoolsideTorchFinder())
 
 
-def _chain():
-    """Run the next `sitecustomize` on sys.path after this file's directory, if any."""
+def _machinery():
+    """PathFinder and module_from_spec without importing importlib when CPython already
+    has them loaded (importing importlib.util at startup pulls in contextlib, warnings)."""
+    bootstrap = sys.modules.get("_frozen_importlib")
+    external = sys.modules.get("_frozen_importlib_external")
+    if bootstrap is not None and external is not None:
+        return external.PathFinder, bootstrap.module_from_spec
     import importlib.machinery
     import importlib.util
 
+    return importlib.machinery.PathFinder, importlib.util.module_from_spec
+
+
+def _chain():
+    """Run the next `sitecustomize` on sys.path after this file's directory, if any."""
+    path_finder, module_from_spec = _machinery()
     real = [os.path.realpath(p or os.getcwd()) for p in sys.path]
     start = real.index(_HOOK_DIR) + 1 if _HOOK_DIR in real else 0
     rest = [p for p, r in zip(sys.path[start:], real[start:]) if r != _HOOK_DIR]
-    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    spec = path_finder.find_spec("sitecustomize", rest)
     if spec is None or spec.loader is None:
         return None
     if spec.origin and os.path.realpath(spec.origin) == os.path.realpath(__file__):
         return None
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
