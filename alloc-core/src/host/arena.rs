@@ -8,7 +8,7 @@
 use super::huge::HugeCache;
 use super::page::{Page, IN_USE};
 use super::segment::Segment;
-use super::{pagemap, stats, SEGMENT_SIZE, UNITS, UNIT_SIZE};
+use super::{stats, SEGMENT_SIZE, UNITS, UNIT_SIZE};
 use crate::source::{os, MemorySource};
 use crate::sys::{self, SpinLock};
 use core::ptr::{self, NonNull};
@@ -78,8 +78,10 @@ impl Arena {
         };
         // SAFETY: as above.
         let s = unsafe { &mut *seg };
+        if !s.link_span(first, units) {
+            return None;
+        }
         let clean = s.take(first, units);
-        s.link_span(first, units);
         self.reserved += clean * UNIT_SIZE;
         self.peak_reserved = self.peak_reserved.max(self.reserved);
         let page: *mut Page = &mut s.pages[first];
@@ -126,8 +128,10 @@ impl Arena {
         if units <= old || !s.run_is_free(first + old, units - old) {
             return units <= old;
         }
+        if !s.link_span(first, units) {
+            return false;
+        }
         let clean = s.take(first + old, units - old);
-        s.link_span(first, units);
         self.reserved += clean * UNIT_SIZE;
         self.peak_reserved = self.peak_reserved.max(self.reserved);
         self.publish();
@@ -147,14 +151,6 @@ impl Arena {
         // SAFETY: meta is fresh zeroed memory sized for a Segment; all-zero is valid.
         let s = unsafe { &mut *meta };
         s.init(base.as_ptr() as usize);
-        if !pagemap::set(s.base, SEGMENT_SIZE, meta as usize) {
-            // SAFETY: neither mapping was published.
-            unsafe {
-                os::unmap(meta as *mut u8, core::mem::size_of::<Segment>());
-                os::OS.release(base, SEGMENT_SIZE);
-            }
-            return None;
-        }
         s.next = self.segments;
         if !self.segments.is_null() {
             // SAFETY: the list head is live metadata.
@@ -179,11 +175,10 @@ impl Arena {
             // SAFETY: as above.
             unsafe { (*s.next).prev = s.prev };
         }
-        pagemap::set(s.base, SEGMENT_SIZE, 0);
         self.segment_count -= 1;
         self.mapped -= SEGMENT_SIZE;
         // SAFETY: nothing references the segment or its metadata any more (all units free,
-        // pagemap entry cleared). A racing free of a stale pointer is a double free.
+        // so none is in the pagemap). A racing free of a stale pointer is a double free.
         unsafe {
             os::OS.release(NonNull::new_unchecked(s.base as *mut u8), SEGMENT_SIZE);
             os::unmap(seg as *mut u8, core::mem::size_of::<Segment>());
@@ -246,8 +241,8 @@ impl Arena {
 /// The segment whose metadata holds `page`.
 ///
 /// # Safety
-/// `page` points into a live segment's `pages` array.
+/// `page` is a live span head.
 pub unsafe fn segment_of(page: *mut Page) -> *mut Segment {
-    // SAFETY: span heads record their start address, whose pagemap entry is the segment.
-    pagemap::lookup(unsafe { (*page).start } as usize) as *mut Segment
+    // SAFETY: link_span recorded the segment in the head.
+    unsafe { (*page).seg }
 }

@@ -17,7 +17,6 @@
 
 use super::arena::ARENA;
 use super::page::{Block, Page, FULL, IN_USE};
-use super::segment::Segment;
 use super::stats::{self, LocalCounters};
 use super::{init, pagemap, tls, UNIT_SIZE};
 use crate::size_class::{class_size, NUM_CLASSES};
@@ -248,6 +247,10 @@ pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
             if !(*page).free.is_null() {
                 return pop(heap, page, c, size);
             }
+            if !(*page).local_free.is_null() {
+                (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
+                return pop(heap, page, c, size);
+            }
             if (*page).can_extend() {
                 (*page).extend(EXTEND_BYTES);
                 return pop(heap, page, c, size);
@@ -277,11 +280,16 @@ pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
     // SAFETY: forwarded.
     unsafe {
         let b = ptr as *mut Block;
-        (*b).next = (*page).free;
-        (*page).free = b;
-        (*page).used -= 1;
-        (*heap).counters[(*page).class as usize].frees += 1;
-        if (*page).used == 0 || (*page).flags & FULL != 0 {
+        (*b).next = (*page).local_free;
+        (*page).local_free = b;
+        let used = (*page).used - 1;
+        (*page).used = used;
+        let c = (*page).class as usize;
+        let flags = (*page).flags;
+        (*heap).counters[c].frees += 1;
+        // An empty current page stays put (an alloc/free loop must not bounce it through
+        // the arena); any other empty page, or a full one getting a block back, needs work.
+        if (used == 0 && (*heap).bins[c] != page) || flags & FULL != 0 {
             free_local_slow(heap, page);
         }
     }
@@ -297,13 +305,9 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
             (*page).flags &= !FULL;
             push_back(heap, c, page);
         }
-        if (*page).used == 0 {
-            if (*heap).bins[c] == page {
-                tick(heap);
-            } else {
-                unlink(heap, c, page);
-                retire(page);
-            }
+        if (*page).used == 0 && (*heap).bins[c] != page {
+            unlink(heap, c, page);
+            retire(page);
         }
     }
 }
@@ -344,8 +348,7 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
         // swap makes their links visible.
         unsafe {
             let next = (*b).next;
-            let seg = pagemap::lookup(b as usize) as *mut Segment;
-            let page = (*seg).pages[(*seg).unit_of(b as usize)].span;
+            let page = pagemap::lookup(b as usize) as *mut Page;
             free_local(heap, page, b as *mut u8);
             b = next;
         }

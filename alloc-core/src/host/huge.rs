@@ -1,11 +1,12 @@
 //! Huge blocks: requests above the large limit, or aligned beyond a unit, get a mapping of
-//! their own, aligned to the segment size so that its pagemap slots belong to it alone.
+//! their own, aligned to at least a unit so that its pagemap units belong to it alone (the
+//! next mapping, also unit-aligned, cannot start inside its last unit).
 //!
 //! Freed mappings are cached for one purge delay: programs that loop over big buffers (a
 //! loop over 5-25 MiB blocks is a known weak spot of mimalloc) then reuse memory that is
 //! already faulted in, instead of paying for fresh pages each time.
 
-use super::{pagemap, SEGMENT_SIZE};
+use super::{pagemap, UNIT_SIZE};
 use crate::source::os;
 use core::ptr;
 
@@ -115,7 +116,7 @@ impl HugeCache {
 
     /// Maps a new huge block of `len` bytes aligned to `align`, with its record.
     pub fn create(&mut self, len: usize, align: usize) -> Option<*mut Huge> {
-        let align = align.max(SEGMENT_SIZE);
+        let align = align.max(UNIT_SIZE);
         if !pagemap::covers(0, len.checked_add(align)?) {
             return None;
         }

@@ -24,7 +24,6 @@ use crate::sys;
 use arena::ARENA;
 use huge::Huge;
 use page::{Page, LARGE_OWNER};
-use segment::Segment;
 use stats::Big;
 
 /// log2 of the segment size (32 MiB).
@@ -119,7 +118,7 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     else {
         return (core::ptr::null_mut(), false);
     };
-    let align = align.max(SEGMENT_SIZE);
+    let align = align.max(UNIT_SIZE);
     let mut a = ARENA.lock();
     let (h, fresh) = match a.huge.take(len, align) {
         Some(h) => (h, false),
@@ -170,13 +169,8 @@ fn classify(ptr: *const u8) -> Owner {
             Owner::Foreign
         };
     }
-    let seg = entry as *mut Segment;
-    // SAFETY: untagged entries point at live segment metadata, and ptr lies in the segment.
-    let page = unsafe { (*seg).pages[(*seg).unit_of(ptr as usize)].span };
-    if page.is_null() {
-        return Owner::Foreign;
-    }
-    // SAFETY: a non-null span pointer is a live span head.
+    let page = entry as *mut Page;
+    // SAFETY: untagged entries point at live span heads.
     if unsafe { (*page).heap } == LARGE_OWNER {
         Owner::Large(page)
     } else {
@@ -192,12 +186,7 @@ fn classify(ptr: *const u8) -> Owner {
 pub unsafe fn free(ptr: *mut u8) {
     let entry = pagemap::lookup(ptr as usize);
     if entry != 0 && entry & 1 == 0 {
-        let seg = entry as *mut Segment;
-        // SAFETY: live segment metadata; ptr lies in the segment.
-        let page = unsafe { (*seg).pages[(*seg).unit_of(ptr as usize)].span };
-        if page.is_null() {
-            return;
-        }
+        let page = entry as *mut Page;
         let h = tls::get();
         // SAFETY: the page is a live span head; when its owner is this thread's heap the
         // block is ours to free locally.

@@ -1,10 +1,9 @@
-//! Page (span) metadata and the block free list inside it.
+//! Page (span) metadata and the block free lists inside it.
 //!
 //! A span is a run of 64 KiB units inside one segment. A span either holds blocks of one
 //! size class for one thread heap (a "small" span), or one large block (owner
 //! [`LARGE_OWNER`]). Its metadata lives in the segment's out-of-line `pages` array at the
-//! index of its first unit; every unit of the span points back to that head through
-//! [`Page::span`], so any interior pointer finds its span with one index and one load.
+//! index of its first unit; the pagemap maps every unit of the span to that head.
 //!
 //! Blocks are carved lazily: `capacity` blocks exist, of `reserved` that fit; the rest of
 //! the span has never been touched (and costs no RSS) until the free list runs dry.
@@ -26,11 +25,15 @@ pub const IN_USE: u8 = 1;
 /// Flag: a small span with no free block, unlinked from its heap's bin.
 pub const FULL: u8 = 2;
 
-/// Metadata of one span (valid at its head unit) or of one unit (only `span` is meaningful).
+/// Metadata of one span, kept at the span's first unit.
 #[repr(C)]
 pub struct Page {
-    /// Free blocks, for the owner thread only.
+    /// Free blocks allocations pop from (owner thread only).
     pub free: *mut Block,
+    /// Blocks the owner freed, moved to `free` when it runs dry. Two lists instead of one
+    /// break the dependency between a free and the next allocation: in an alloc/free loop
+    /// each allocation no longer waits for the previous free's stores.
+    pub local_free: *mut Block,
     /// Blocks handed out and not yet freed back to this page.
     pub used: u32,
     /// Block size for small spans; 0 for large ones.
@@ -50,8 +53,8 @@ pub struct Page {
     pub reserved: u32,
     /// First byte of the span.
     pub start: *mut u8,
-    /// Head page of the span this unit belongs to.
-    pub span: *mut Page,
+    /// The segment holding the span.
+    pub seg: *mut super::segment::Segment,
     /// Links in the owning heap's bin list.
     pub next: *mut Page,
     pub prev: *mut Page,
@@ -63,6 +66,7 @@ impl Page {
     /// A page that is not part of any span yet.
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
+        local_free: ptr::null_mut(),
         used: 0,
         block_size: 0,
         heap: ptr::null_mut(),
@@ -73,7 +77,7 @@ impl Page {
         capacity: 0,
         reserved: 0,
         start: ptr::null_mut(),
-        span: ptr::null_mut(),
+        seg: ptr::null_mut(),
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
         large_size: 0,
@@ -82,6 +86,7 @@ impl Page {
     /// Prepares a head page for blocks of `block_size` owned by `heap`.
     pub fn init_small(&mut self, heap: *mut Heap, class: usize, block_size: usize, bytes: usize) {
         self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
         self.used = 0;
         self.block_size = block_size as u32;
         self.heap = heap;

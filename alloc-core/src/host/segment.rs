@@ -7,7 +7,7 @@
 //! zero and costs no RSS.
 
 use super::page::Page;
-use super::{SEGMENT_SIZE, UNITS, UNIT_SHIFT, UNIT_SIZE};
+use super::{pagemap, SEGMENT_SIZE, UNITS, UNIT_SHIFT, UNIT_SIZE};
 use core::ptr;
 
 const WORDS: usize = UNITS / 64;
@@ -111,25 +111,32 @@ impl Segment {
         clean
     }
 
-    /// Returns units `first..first+n` to the free set, dirty.
+    /// Returns units `first..first+n` to the free set, dirty, and unmaps them from the
+    /// pagemap (a stale pointer into them is then foreign).
     pub fn give_back(&mut self, first: usize, n: usize) {
+        pagemap::set(self.base + (first << UNIT_SHIFT), n << UNIT_SHIFT, 0);
         for u in first..first + n {
             put(&mut self.free, u, true);
             put(&mut self.dirty, u, true);
-            self.pages[u] = Page::EMPTY;
         }
+        self.pages[first] = Page::EMPTY;
         self.free_units += n as u32;
     }
 
-    /// Makes `pages[first..first+n]` point at the span head `first`.
-    pub fn link_span(&mut self, first: usize, n: usize) {
+    /// Makes units `first..first+n` one span headed by `pages[first]`, and maps them to it
+    /// in the pagemap. False (nothing changed) when the pagemap cannot grow.
+    pub fn link_span(&mut self, first: usize, n: usize) -> bool {
+        let start = self.base + (first << UNIT_SHIFT);
         let head: *mut Page = &mut self.pages[first];
-        for p in &mut self.pages[first..first + n] {
-            p.span = head;
+        if !pagemap::set(start, n << UNIT_SHIFT, head as usize) {
+            return false;
         }
-        self.pages[first].units = n as u32;
-        // SAFETY: first < UNITS, so the address is inside the segment.
-        self.pages[first].start = (self.base + (first << UNIT_SHIFT)) as *mut u8;
+        let seg: *mut Segment = self;
+        let h = &mut self.pages[first];
+        h.units = n as u32;
+        h.start = start as *mut u8;
+        h.seg = seg;
+        true
     }
 
     /// Calls `purge(addr, len)` for every run of dirty units and marks them clean.
@@ -206,13 +213,18 @@ mod tests {
     }
 
     #[test]
-    fn span_links_point_at_head() {
+    fn spans_are_mapped_to_their_head_and_unmapped_on_give_back() {
         let mut s = seg();
         s.take(5, 3);
-        s.link_span(5, 3);
+        assert!(s.link_span(5, 3));
         let head: *mut Page = &mut s.pages[5];
-        assert!((5..8).all(|u| s.pages[u].span == head));
+        for u in 5..8 {
+            assert_eq!(pagemap::lookup(s.base + u * UNIT_SIZE + 9), head as usize);
+        }
+        assert_eq!(pagemap::lookup(s.base + 8 * UNIT_SIZE), 0);
         assert_eq!(s.pages[5].start as usize, s.base + 5 * UNIT_SIZE);
         assert_eq!(s.unit_of(s.base + 7 * UNIT_SIZE + 5), 7);
+        s.give_back(5, 3);
+        assert_eq!(pagemap::lookup(s.base + 6 * UNIT_SIZE), 0);
     }
 }

@@ -1,0 +1,36 @@
+//! Quick check of alloc/free pair cost that tolerates a busy machine: the minimum over many
+//! short runs (preemption only ever adds time). Not a substitute for `cargo bench`.
+use poolside_benches::{base_subjects, free, must_alloc, Subject};
+use std::hint::black_box;
+use std::time::Instant;
+
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let mut subjects = base_subjects();
+    subjects.push(Subject {
+        name: "mimalloc",
+        alloc: &MIMALLOC,
+    });
+    for size in [16usize, 64, 256, 1024, 4096, 65536, 1 << 20] {
+        let mut line = format!("{size:>8}");
+        for s in &subjects {
+            let mut best = f64::MAX;
+            for _ in 0..200 {
+                let n = 20_000;
+                let t = Instant::now();
+                for _ in 0..n {
+                    let p = must_alloc(s.alloc, black_box(size));
+                    // SAFETY: p came from must_alloc with this size.
+                    unsafe {
+                        p.write(1);
+                        free(s.alloc, black_box(p), size);
+                    }
+                }
+                best = best.min(t.elapsed().as_nanos() as f64 / n as f64);
+            }
+            line += &format!("  {}={best:.2}ns", s.name);
+        }
+        println!("{line}");
+    }
+}
