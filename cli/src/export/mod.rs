@@ -1,0 +1,4 @@
+//! `poolside export`: Prometheus text exposition over HTTP.
+
+pub mod prometheus;
+pub mod server;

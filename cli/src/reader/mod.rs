@@ -1,0 +1,100 @@
+//! Reading stats files: finding them, validating them, telling live from stale ones, and
+//! taking consistent snapshots.
+
+pub mod file_name;
+pub mod liveness;
+pub mod mapped;
+pub mod snapshot;
+pub mod system;
+
+use file_name::FileName;
+use mapped::Verdict;
+pub use snapshot::Snapshot;
+use std::path::{Path, PathBuf};
+
+/// The stats directory: `stats_dir` from `POOLSIDE_CONF` if set, else /dev/shm.
+pub fn default_dir() -> PathBuf {
+    let mut cfg = alloc_core::config::HostConfig::DEFAULT;
+    if let Ok(conf) = std::env::var("POOLSIDE_CONF") {
+        // Only the directory matters here; warnings about other keys belong to the
+        // program that is configured, not to the reader.
+        for (k, v) in alloc_core::config::entries(conf.as_bytes()) {
+            if k == b"stats_dir" {
+                cfg.apply(&[k, b":", v].concat());
+            }
+        }
+    }
+    PathBuf::from(String::from_utf8_lossy(cfg.stats_dir()).into_owned())
+}
+
+/// What a scan of the stats directory found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Live processes, by PID.
+    pub processes: Vec<Snapshot>,
+    /// One line per file skipped or removed.
+    pub warnings: Vec<String>,
+}
+
+/// Reads every stats file of the calling user in `dir`, removing stale ones.
+pub fn scan(dir: &Path) -> std::io::Result<Scan> {
+    let uid = system::my_uid();
+    let mut out = Scan::default();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let Some(name) = entry.file_name().to_str().and_then(FileName::parse) else {
+            continue;
+        };
+        if name.uid != uid {
+            continue;
+        }
+        read_one(&entry.path(), name, uid, &mut out);
+    }
+    out.processes.sort_by_key(|s| s.pid);
+    Ok(out)
+}
+
+fn read_one(path: &Path, name: FileName, uid: u32, out: &mut Scan) {
+    match mapped::examine(path, name, uid) {
+        Verdict::Live(s) => out.processes.push(*s),
+        Verdict::Creating => {}
+        Verdict::Invalid(why) => out
+            .warnings
+            .push(format!("skipping {}: {why}", path.display())),
+        Verdict::Stale(why) => match std::fs::remove_file(path) {
+            Ok(()) => out.warnings.push(format!(
+                "removed stale stats file {} ({why})",
+                path.display()
+            )),
+            Err(e) => out.warnings.push(format!(
+                "stale stats file {} ({why}) could not be removed: {e}",
+                path.display()
+            )),
+        },
+    }
+}
+
+/// Reads the statistics of one PID, with a message saying why when it has none.
+pub fn read_pid(dir: &Path, pid: u32) -> Result<Snapshot, String> {
+    let uid = system::my_uid();
+    let path = dir.join(FileName::format(uid, pid));
+    if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
+        return Err(if liveness::exists(pid) {
+            format!(
+                "process {pid} is not a poolside process (no {}; run it under `poolside run`, \
+                 or check stats_dir and stats:false)",
+                path.display()
+            )
+        } else {
+            format!("no process {pid}")
+        });
+    }
+    let mut scan = Scan::default();
+    read_one(&path, FileName { uid, pid }, uid, &mut scan);
+    match scan.processes.pop() {
+        Some(s) => Ok(s),
+        None => Err(scan.warnings.pop().unwrap_or_else(|| {
+            format!("process {pid}: its stats file is being created; try again")
+        })),
+    }
+}

@@ -1,0 +1,95 @@
+//! The `poolside stat` tables: one row per pool (host, then each device), and the
+//! per-class breakdown.
+
+use super::format::{bytes, opt_bytes, percent, table};
+use crate::report::ProcessReport;
+
+/// Longest command shown in a table cell.
+const COMMAND_CHARS: usize = 40;
+
+/// Shortens a command line for a table cell.
+pub fn short_command(c: &str) -> String {
+    if c.chars().count() <= COMMAND_CHARS {
+        c.to_string()
+    } else {
+        let mut s: String = c.chars().take(COMMAND_CHARS - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Column headings of the process table.
+pub const HEADER: [&str; 8] = [
+    "PID", "POOL", "RSS", "LIVE", "RESERVED", "HIT", "FRAG", "COMMAND",
+];
+
+/// The cells of one process's rows: the host pool, then each device.
+pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
+    let mut out = vec![vec![
+        p.pid.to_string(),
+        "host".into(),
+        opt_bytes(p.rss_bytes),
+        bytes(p.host.live_bytes),
+        bytes(p.host.reserved_bytes),
+        percent(p.host.hit_rate),
+        percent(p.host.fragmentation),
+        short_command(&p.command),
+    ]];
+    for d in &p.devices {
+        out.push(vec![
+            p.pid.to_string(),
+            d.name.clone(),
+            "".into(),
+            bytes(d.allocated_bytes.current),
+            bytes(d.reserved_bytes.current),
+            percent(d.hit_rate),
+            percent(d.fragmentation),
+            "".into(),
+        ]);
+    }
+    out
+}
+
+/// The process table.
+pub fn processes(ps: &[ProcessReport]) -> String {
+    let rows: Vec<_> = ps.iter().flat_map(rows).collect();
+    table(&HEADER, &rows, &[1, 7])
+}
+
+/// The per-class breakdown of each process.
+pub fn classes(ps: &[ProcessReport]) -> String {
+    let mut out = String::new();
+    for p in ps {
+        out.push_str(&format!("\n{} {}\n", p.pid, short_command(&p.command)));
+        let rows: Vec<Vec<String>> = p
+            .classes
+            .iter()
+            .flatten()
+            .map(|c| {
+                vec![
+                    c.slot.to_string(),
+                    c.kind.to_string(),
+                    if c.block_size == 0 {
+                        "-".into()
+                    } else {
+                        c.block_size.to_string()
+                    },
+                    c.allocations.to_string(),
+                    c.frees.to_string(),
+                    c.hits.to_string(),
+                    c.misses.to_string(),
+                    bytes(c.live_bytes),
+                    percent(c.hit_rate),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "CLASS", "KIND", "BLOCK", "ALLOCS", "FREES", "HITS", "MISSES", "LIVE", "HIT",
+            ],
+            &rows,
+            &[1],
+        ));
+    }
+    out
+}
