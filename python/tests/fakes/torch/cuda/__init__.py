@@ -21,6 +21,11 @@ class OutOfMemoryError(RuntimeError):
     """Stands in for torch.cuda.OutOfMemoryError (a RuntimeError subclass in torch)."""
 
 
+def is_available():
+    """The fake has no GPU."""
+    return False
+
+
 def is_initialized():
     return _initialized
 
