@@ -41,16 +41,38 @@ def test_signedness_of_header_fields():
     assert s.device == -1 and s.present == 1
 
 
-HEADER = REPO / "include" / "poolside_cuda.h"
+INCLUDE = REPO / "include"
+HEADER = INCLUDE / "poolside_cuda.h"
+
+
+def c_struct_fields(type_name, texts):
+    """Field names of C struct ``type_name`` (``struct X {...}`` or ``typedef struct {...} X``)."""
+    for text in texts:
+        text = re.sub(r"/\*.*?\*/|//[^\n]*", "", text, flags=re.S)
+        m = (re.search(r"struct\s+%s\s*\{([^{}]*)\}" % type_name, text)
+             or re.search(r"typedef\s+struct\s+\w*\s*\{([^{}]*)\}\s*%s\s*;" % type_name, text))
+        if m:
+            names = []
+            for decl in m.group(1).split(";"):
+                pieces = re.sub(r"\[[^\]]*\]", "", decl).strip().split(",")
+                if pieces != [""]:
+                    names += [re.findall(r"\w+", piece)[-1] for piece in pieces]
+            return names
+    return None
 
 
 @pytest.mark.skipif(not HEADER.is_file(), reason="include/poolside_cuda.h not written yet")
 def test_c_header_agrees():
-    """Field names in the C header's DeviceSection-like struct appear in our order."""
-    text = HEADER.read_text()
-    m = re.search(r"struct\s+\w*\s*\{([^{}]*?\bpresent\b[^{}]*?)\}", text, re.S)
-    assert m, "no struct with a `present` field in poolside_cuda.h"
-    names = re.findall(r"\b(\w+)\s*(?:\[\s*\d+\s*\])?\s*;", m.group(1))
+    """The struct poolside_cuda.h gives poolside_cuda_memory_stats has our fields, in order."""
+    texts = [p.read_text() for p in sorted(INCLUDE.glob("*.h"))]
+    decl = re.search(r"\bpoolside_cuda_memory_stats\s*\(\s*(?:const\s+)?int\w*\s+\w+\s*,\s*(?:struct\s+)?(\w+)\s*\*",
+                     HEADER.read_text())
+    assert decl, "poolside_cuda.h does not declare int poolside_cuda_memory_stats(int, T *)"
+    type_name = decl.group(1)
+    if type_name == "void":
+        pytest.skip("poolside_cuda_memory_stats takes void*: no struct to compare")
+    names = c_struct_fields(type_name, texts)
+    assert names is not None, f"struct {type_name} not defined in include/*.h"
     ours = [n for n, _ in DeviceSection._fields_]
     assert names == ours, f"header fields {names} != ctypes fields {ours}"
 
