@@ -159,7 +159,7 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
                 let next = (*p).next;
                 if (*p).used == 0 && (all || p != (*heap).bins[c]) {
                     unlink(heap, c, p);
-                    retire(p);
+                    retire(heap, p);
                 }
                 p = next;
             }
@@ -266,6 +266,7 @@ pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
         (*page).init_small(heap, c, class_size(c), units * UNIT_SIZE);
         push_front(heap, c, page);
         (*heap).counters[c].misses += 1;
+        (*heap).counters[c].span_bytes += (units * UNIT_SIZE) as u64;
         (*page).extend(EXTEND_BYTES);
         pop(heap, page, c, size)
     }
@@ -307,7 +308,7 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
         }
         if (*page).used == 0 && (*heap).bins[c] != page {
             unlink(heap, c, page);
-            retire(page);
+            retire(heap, page);
         }
     }
 }
@@ -355,9 +356,14 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
     }
 }
 
-unsafe fn retire(page: *mut Page) {
-    // SAFETY: the page is empty and unlinked; nobody references its blocks.
+unsafe fn retire(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: the page is empty and unlinked; nobody references its blocks. The heap is
+    // the page's owner, run by this thread.
     unsafe {
+        let k = &mut (*heap).counters[(*page).class as usize];
+        k.span_bytes = k
+            .span_bytes
+            .wrapping_sub((*page).units as u64 * UNIT_SIZE as u64);
         (*page).heap = ptr::null_mut();
         (*page).flags = 0;
         ARENA.lock().free_span(page);

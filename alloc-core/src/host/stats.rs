@@ -22,6 +22,8 @@ pub struct LocalCounters {
     pub frees: u64,
     pub misses: u64,
     pub requested: u64,
+    /// Span bytes taken minus span bytes returned (wrapping).
+    pub span_bytes: u64,
 }
 
 /// Serialises writers of the host section.
@@ -82,6 +84,10 @@ pub fn fold(now: &[LocalCounters; NUM_CLASSES], folded: &mut [LocalCounters; NUM
                     addr_of_mut!((*k).live_bytes),
                     allocs.wrapping_sub(frees).wrapping_mul(bs),
                 );
+                add(
+                    addr_of_mut!((*k).reserved_bytes),
+                    n.span_bytes.wrapping_sub(o.span_bytes),
+                );
             }
             folded[c] = n;
         }
@@ -117,9 +123,14 @@ pub fn record_big(kind: Big, alloc: bool, bytes: usize, requested: usize, miss: 
                 add(addr_of_mut!((*k).requested_bytes), requested as u64);
                 add(addr_of_mut!((*k).allocated_bytes), bytes as u64);
                 add(addr_of_mut!((*k).live_bytes), bytes as u64);
+                add(addr_of_mut!((*k).reserved_bytes), bytes as u64);
             } else {
                 add(addr_of_mut!((*k).frees), 1);
                 add(addr_of_mut!((*k).live_bytes), (bytes as u64).wrapping_neg());
+                add(
+                    addr_of_mut!((*k).reserved_bytes),
+                    (bytes as u64).wrapping_neg(),
+                );
             }
         }
     });

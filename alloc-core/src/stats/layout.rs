@@ -26,7 +26,7 @@ pub const MAX_DEVICES: usize = 16;
 /// Bytes of the command line kept (NUL-separated arguments, truncated).
 pub const CMDLINE_BYTES: usize = 512;
 
-/// Counters of one size class. Cumulative unless said otherwise.
+/// Counters of one size class (128 bytes). Cumulative unless said otherwise.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassCounters {
@@ -46,6 +46,9 @@ pub struct ClassCounters {
     pub requested_bytes: u64,
     /// Sum of the sizes handed out (after rounding), over all allocations.
     pub allocated_bytes: u64,
+    /// Bytes of spans (pages) holding this class's blocks now.
+    pub reserved_bytes: u64,
+    pub _reserved: [u64; 7],
 }
 
 /// The host pool of one process.

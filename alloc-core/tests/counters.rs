@@ -1,0 +1,63 @@
+//! The counters add up: after N allocations of S bytes, the host section shows exactly N
+//! more allocations of S's class, N × class size more live bytes, and hits + misses = N.
+
+use alloc_core::size_class::{class_of, class_size};
+use alloc_core::stats::layout::LARGE_SLOT;
+
+#[test]
+fn counters_match_what_the_thread_did() {
+    // A fresh thread with its own heap: nothing else touches its counters.
+    std::thread::spawn(|| {
+        let (n, size) = (1000usize, 100usize);
+        let c = class_of(size);
+        alloc_core::flush_stats();
+        let before = alloc_core::stats_snapshot().classes[c];
+        let blocks: Vec<usize> = (0..n)
+            .map(|_| alloc_core::alloc(size, 8) as usize)
+            .collect();
+        alloc_core::flush_stats();
+        let mid = alloc_core::stats_snapshot().classes[c];
+        assert_eq!(mid.allocs - before.allocs, n as u64);
+        assert_eq!(
+            mid.live_bytes - before.live_bytes,
+            (n * class_size(c)) as u64
+        );
+        assert_eq!(
+            (mid.hits + mid.misses) - (before.hits + before.misses),
+            n as u64
+        );
+        assert!(mid.misses > before.misses, "a fresh heap needs fresh pages");
+        assert_eq!(
+            mid.requested_bytes - before.requested_bytes,
+            (n * size) as u64
+        );
+        assert!(mid.reserved_bytes >= mid.live_bytes, "{mid:?}");
+        for b in blocks {
+            // SAFETY: allocated above, freed once.
+            unsafe { alloc_core::free(b as *mut u8) };
+        }
+        alloc_core::flush_stats();
+        let after = alloc_core::stats_snapshot().classes[c];
+        assert_eq!(after.frees - mid.frees, n as u64);
+        assert_eq!(after.live_bytes, before.live_bytes);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn large_blocks_are_counted_exactly() {
+    let before = alloc_core::stats_snapshot().classes[LARGE_SLOT];
+    let p = alloc_core::alloc(3 << 20, 8);
+    let mid = alloc_core::stats_snapshot().classes[LARGE_SLOT];
+    assert_eq!(mid.allocs - before.allocs, 1);
+    assert_eq!(mid.requested_bytes - before.requested_bytes, 3 << 20);
+    assert_eq!(
+        mid.live_bytes - before.live_bytes,
+        alloc_core::usable_size(p) as u64
+    );
+    // SAFETY: p is live.
+    unsafe { alloc_core::free(p) };
+    let after = alloc_core::stats_snapshot().classes[LARGE_SLOT];
+    assert_eq!(after.frees - mid.frees, 1);
+}
