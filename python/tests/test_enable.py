@@ -118,3 +118,13 @@ def test_patch_stats_false_leaves_torch_alone(fake_lib):
         torch.cuda.memory_stats(0)
     """, PATH, check=False, POOLSIDE_CUDA_LIB=fake_lib)
     assert proc.returncode != 0 and "not yet support" in proc.stderr
+
+
+def test_torch_without_pluggable_allocator_is_refused(fake_lib, tmp_path):
+    """An old torch (no CUDAPluggableAllocator) gets a clear error, not an AttributeError."""
+    proc = run_py("""
+        import torch, poolside.torch
+        del torch.cuda.memory.CUDAPluggableAllocator
+        poolside.torch.enable()
+    """, PATH, check=False, POOLSIDE_CUDA_LIB=fake_lib)
+    assert proc.returncode != 0 and "PoolsideError" in proc.stderr and "needs torch >= 2.0" in proc.stderr

@@ -100,3 +100,23 @@ def test_real_library_writes_exactly_one_section(tmp_path):
     assert out["rc"] == 0 and out["ptr"]
     assert out["tail"] == "ab" * 128, "library wrote past sizeof(DeviceSection)"
     assert out["present"] == 1 and out["device"] == 0
+
+
+def test_c_struct_parser_itself():
+    """The header checker must read comma lists, arrays, comments and both struct spellings."""
+    text = """
+        typedef struct G { uint64_t current; uint64_t peak; } G;
+        /* a comment; with a semicolon */
+        typedef struct {
+          uint64_t seq; // seqlock; odd while written
+          uint32_t present;
+          uint64_t total_memory, free_memory;
+          G requested_bytes;
+          uint64_t _reserved[8];
+        } Section;
+        struct Other { int a; };
+    """
+    assert c_struct_fields("Section", [text]) == ["seq", "present", "total_memory", "free_memory",
+                                                  "requested_bytes", "_reserved"]
+    assert c_struct_fields("Other", [text]) == ["a"]
+    assert c_struct_fields("Missing", [text]) is None

@@ -54,9 +54,12 @@ def enable(path=None, patch_stats=True):
             "Call poolside.torch.enable() before any CUDA work (first thing after "
             "`import torch`), or start the program with `poolside run -- python ...`."
         )
+    memory = getattr(torch.cuda, "memory", None)
+    if not hasattr(memory, "CUDAPluggableAllocator") or not hasattr(memory, "change_current_allocator"):
+        raise PoolsideError(f"torch {getattr(torch, '__version__', '?')} has no CUDAPluggableAllocator (needs torch >= 2.0)")
     lib_path = path or _library.find_library()
     lib = _library.load_library(lib_path)
-    alloc = torch.cuda.memory.CUDAPluggableAllocator(lib_path, "poolside_cuda_malloc", "poolside_cuda_free")
+    alloc = memory.CUDAPluggableAllocator(lib_path, "poolside_cuda_malloc", "poolside_cuda_free")
     raw = alloc.allocator()
     skipped = []
     for setter, symbol in HOOKS:
@@ -66,7 +69,7 @@ def enable(path=None, patch_stats=True):
             skipped.append(f"{setter} ({lib_path} lacks {symbol})")
         else:
             getattr(raw, setter)(ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value)
-    torch.cuda.memory.change_current_allocator(alloc)
+    memory.change_current_allocator(alloc)
     _state.update(allocator=alloc, path=lib_path, lib=lib)
     if patch_stats:
         from ._patch import patch_torch_stats
