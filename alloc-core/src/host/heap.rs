@@ -106,6 +106,7 @@ pub fn thread_heap() -> *mut Heap {
     }
     tls::set(heap);
     init::register_thread(heap);
+    init::install_fork_handlers();
     // SAFETY: the heap is ours now.
     unsafe { drain_remote(heap) };
     let pool = HEAPS.lock();

@@ -104,22 +104,27 @@ extern "C" fn fork_child() {
     shm::after_fork_child();
 }
 
-extern "C" fn constructor() {
-    ensure();
-    // SAFETY: the handlers are valid for the life of the process. pthread_atfork may
-    // allocate, which is fine here: initialisation is complete.
-    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+static FORK_HANDLERS: AtomicU8 = AtomicU8::new(0);
+
+/// Registers the fork handlers, once, from the first thread that gets a heap (after its
+/// heap is in place). pthread_atfork may call malloc: under the preload that is us, and
+/// the flag is already set, so the nested call just allocates. The engine registers no
+/// constructor, so a copy of it that serves no allocation (the CUDA plugin links one) stays
+/// inert.
+pub fn install_fork_handlers() {
+    if FORK_HANDLERS.swap(1, Ordering::AcqRel) == 0 {
+        // SAFETY: the handlers are valid for the life of the process.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    }
 }
 
 extern "C" fn destructor() {
     if STATE.load(Ordering::Acquire) != READY {
         return;
     }
-    let h = super::tls::get();
-    if !h.is_null() {
-        // SAFETY: the main thread's own heap.
-        unsafe { heap::fold(h) };
-    }
+    // Counters of the exiting thread not folded yet are missing from the summary; reading
+    // them would need this thread's TLS slot, which a dormant copy of the engine must not
+    // reference.
     if CONFIG.lock().verbose {
         let s = super::stats_snapshot();
         let mut b = [[0u8; 20]; 3];
@@ -139,10 +144,6 @@ extern "C" fn destructor() {
         ]);
     }
 }
-
-#[used]
-#[link_section = ".init_array"]
-static CONSTRUCTOR: extern "C" fn() = constructor;
 
 #[used]
 #[link_section = ".fini_array"]
