@@ -33,4 +33,37 @@ fn main() {
         }
         println!("{line}");
     }
+    let mut line = "producer/consumer ns/block".to_string();
+    for s in &subjects {
+        line += &format!("  {}={:.2}", s.name, producer_consumer_min(s.alloc));
+    }
+    println!("{line}");
+}
+
+/// Producer/consumer: one thread allocates 64 batches of 256 blocks, another frees them.
+#[allow(dead_code)]
+pub fn producer_consumer_min(a: &'static (dyn std::alloc::GlobalAlloc + Sync)) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..40 {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<usize>>(8);
+        let t = Instant::now();
+        let consumer = std::thread::spawn(move || {
+            for batch in rx {
+                for p in batch {
+                    // SAFETY: allocated by the producer with size 16 + (p & 7) * 48.
+                    unsafe { free(a, (p & !7) as *mut u8, 16 + (p & 7) * 48) };
+                }
+            }
+        });
+        for r in 0..64 {
+            let batch: Vec<usize> = (0..256)
+                .map(|i| must_alloc(a, 16 + ((i + r) % 7) * 48) as usize | ((i + r) % 7))
+                .collect();
+            tx.send(batch).unwrap();
+        }
+        drop(tx);
+        consumer.join().unwrap();
+        best = best.min(t.elapsed().as_nanos() as f64 / (64.0 * 256.0));
+    }
+    best
 }

@@ -39,6 +39,8 @@ pub struct Heap {
     tails: [*mut Page; NUM_CLASSES],
     pub counters: [LocalCounters; NUM_CLASSES],
     folded: [LocalCounters; NUM_CLASSES],
+    span_bytes: stats::SpanBytes,
+    span_bytes_folded: stats::SpanBytes,
     ticks: u32,
     /// Next heap in the parked list.
     next: *mut Heap,
@@ -174,7 +176,15 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
 /// `heap` is the calling thread's heap.
 pub unsafe fn fold(heap: *mut Heap) {
     // SAFETY: forwarded; the counters are this thread's.
-    unsafe { stats::fold(&(*heap).counters, &mut (*heap).folded) };
+    unsafe {
+        let h = &mut *heap;
+        stats::fold(
+            &h.counters,
+            &mut h.folded,
+            &h.span_bytes,
+            &mut h.span_bytes_folded,
+        )
+    };
     // SAFETY: as above.
     unsafe { (*heap).ticks = 0 };
 }
@@ -267,7 +277,7 @@ pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
         (*page).init_small(heap, c, class_size(c), units * UNIT_SIZE);
         push_front(heap, c, page);
         (*heap).counters[c].misses += 1;
-        (*heap).counters[c].span_bytes += (units * UNIT_SIZE) as u64;
+        (*heap).span_bytes[c] += (units * UNIT_SIZE) as u64;
         (*page).extend(EXTEND_BYTES);
         pop(heap, page, c, size)
     }
@@ -361,10 +371,8 @@ unsafe fn retire(heap: *mut Heap, page: *mut Page) {
     // SAFETY: the page is empty and unlinked; nobody references its blocks. The heap is
     // the page's owner, run by this thread.
     unsafe {
-        let k = &mut (*heap).counters[(*page).class as usize];
-        k.span_bytes = k
-            .span_bytes
-            .wrapping_sub((*page).units as u64 * UNIT_SIZE as u64);
+        let k = &mut (*heap).span_bytes[(*page).class as usize];
+        *k = k.wrapping_sub((*page).units as u64 * UNIT_SIZE as u64);
         (*page).heap = ptr::null_mut();
         (*page).flags = 0;
         ARENA.lock().free_span(page);

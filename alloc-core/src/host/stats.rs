@@ -22,8 +22,6 @@ pub struct LocalCounters {
     pub frees: u64,
     pub misses: u64,
     pub requested: u64,
-    /// Span bytes taken minus span bytes returned (wrapping).
-    pub span_bytes: u64,
 }
 
 /// Serialises writers of the host section.
@@ -56,12 +54,21 @@ pub fn init_section() {
     });
 }
 
+/// Span bytes a heap took minus those it returned, per class (wrapping). Kept apart from
+/// [`LocalCounters`] so that the fast path's counters stay 32 bytes per class.
+pub type SpanBytes = [u64; NUM_CLASSES];
+
 /// Adds the difference between `now` and `folded` for every class, then sets `folded`.
-pub fn fold(now: &[LocalCounters; NUM_CLASSES], folded: &mut [LocalCounters; NUM_CLASSES]) {
+pub fn fold(
+    now: &[LocalCounters; NUM_CLASSES],
+    folded: &mut [LocalCounters; NUM_CLASSES],
+    spans: &SpanBytes,
+    spans_folded: &mut SpanBytes,
+) {
     write_section(|s| {
         for c in 0..NUM_CLASSES {
             let (n, o) = (now[c], folded[c]);
-            if n == o {
+            if n == o && spans[c] == spans_folded[c] {
                 continue;
             }
             let allocs = n.allocs.wrapping_sub(o.allocs);
@@ -86,10 +93,11 @@ pub fn fold(now: &[LocalCounters; NUM_CLASSES], folded: &mut [LocalCounters; NUM
                 );
                 add(
                     addr_of_mut!((*k).reserved_bytes),
-                    n.span_bytes.wrapping_sub(o.span_bytes),
+                    spans[c].wrapping_sub(spans_folded[c]),
                 );
             }
             folded[c] = n;
+            spans_folded[c] = spans[c];
         }
         // SAFETY: inside write_section.
         unsafe { add(addr_of_mut!((*s).folds), 1) };
