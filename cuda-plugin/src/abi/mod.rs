@@ -1,0 +1,10 @@
+//! The C ABI PyTorch calls through `CUDAPluggableAllocator`, and the process-wide state
+//! behind it.
+//!
+//! `poolside_cuda_malloc` itself is C++ (cpp/oom.cpp): it calls
+//! [`exports::poolside_cuda_malloc_impl`] and throws when that returns NULL, so an
+//! out-of-memory reaches PyTorch as an exception, never as a NULL pointer, and the throw
+//! never crosses a Rust frame. No exported function panics or unwinds.
+
+pub mod exports;
+pub mod global;

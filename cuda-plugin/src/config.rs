@@ -1,0 +1,270 @@
+//! The plugin's settings, from `PYTORCH_CUDA_ALLOC_CONF` and then `POOLSIDE_CONF` (so
+//! poolside's own variable wins where both set a key).
+//!
+//! Keys (PyTorch's meaning unless said otherwise):
+//! - `expandable_segments:true|false` (default true here): large blocks come from one
+//!   virtual reservation per stream, mapped on demand; false uses cuMemAlloc segments;
+//! - `max_split_size_mb:N`: cached blocks of N MiB or more are never split (cuMemAlloc
+//!   segments only: an expandable segment has no fixed blocks to protect);
+//! - `garbage_collection_threshold:F` (0 < F < 1): with a memory fraction set, cached
+//!   memory is released before the pool grows past F of the allowed memory;
+//! - `roundup_power2_divisions:N` or `[256:1,512:2,>:4]`: sizes are rounded up to N
+//!   divisions of their power-of-two interval; the bracket form sets N per interval,
+//!   keyed by the interval's start in MiB (a power of two); the first entry also covers
+//!   all smaller sizes, `>` all larger ones;
+//! - `per_process_memory_fraction:F` (0 < F <= 1): cap on reserved memory;
+//! - `device_capacity_mb:N`: memory of a simulated device (poolside only).
+//!
+//! Unknown keys in `PYTORCH_CUDA_ALLOC_CONF` get a warning here (the host engine warns
+//! about those in `POOLSIDE_CONF`); a bad value of one of these keys gets a warning and
+//! the default stays.
+
+use alloc_core::config::{parse_bool, parse_f64, parse_u64, KNOWN_KEYS};
+
+/// Intervals of `roundup_power2_divisions`, as in PyTorch: index 0 for sizes up to
+/// 1 MiB, then one per power of two.
+pub const ROUNDUP_INTERVALS: usize = 16;
+
+/// The plugin's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginConfig {
+    pub expandable_segments: bool,
+    /// Bytes; `usize::MAX` for no limit.
+    pub max_split_size: usize,
+    /// 0 for off.
+    pub gc_threshold: f64,
+    /// Divisions per interval (0 or 1 = round to 512 B only).
+    pub roundup_divisions: [u32; ROUNDUP_INTERVALS],
+    /// 0 for none.
+    pub memory_fraction: f64,
+    /// Bytes of a simulated device.
+    pub sim_capacity: u64,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            expandable_segments: true,
+            max_split_size: usize::MAX,
+            gc_threshold: 0.0,
+            roundup_divisions: [0; ROUNDUP_INTERVALS],
+            memory_fraction: 0.0,
+            sim_capacity: 16 << 30,
+        }
+    }
+}
+
+/// Splits `a:1,b:[x:1,y:2]` at the commas outside brackets.
+fn entries(conf: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut depth = 0i32;
+    let mut start = 0;
+    let mut out = Vec::new();
+    for (i, ch) in conf.char_indices() {
+        match ch {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth <= 0 => {
+                out.push(&conf[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&conf[start..]);
+    out.into_iter().filter_map(|e| {
+        let e = e.trim();
+        if e.is_empty() {
+            return None;
+        }
+        Some(match e.split_once(':') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (e, ""),
+        })
+    })
+}
+
+fn warn(var: &str, msg: &str) {
+    eprintln!("poolside: warning: {var}: {msg} (ignored)");
+}
+
+impl PluginConfig {
+    /// Settings from the environment.
+    pub fn from_env() -> PluginConfig {
+        let mut c = PluginConfig::default();
+        if let Ok(v) = std::env::var("PYTORCH_CUDA_ALLOC_CONF") {
+            c.apply("PYTORCH_CUDA_ALLOC_CONF", &v, true);
+        }
+        if let Ok(v) = std::env::var("POOLSIDE_CONF") {
+            c.apply("POOLSIDE_CONF", &v, false);
+        }
+        c
+    }
+
+    /// Applies one variable's value. Returns the warnings printed (for tests).
+    pub fn apply(&mut self, var: &str, conf: &str, warn_unknown: bool) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut bad = |msg: String| {
+            warn(var, &msg);
+            warnings.push(msg);
+        };
+        for (key, value) in entries(conf) {
+            match key {
+                "expandable_segments" => match parse_bool(value.as_bytes()) {
+                    Some(v) => self.expandable_segments = v,
+                    None => bad(format!("bad value for 'expandable_segments': '{value}', expected true or false")),
+                },
+                "max_split_size_mb" => match parse_u64(value.as_bytes()) {
+                    Some(v) if v > 20 => self.max_split_size = (v as usize).saturating_mul(1 << 20),
+                    _ => bad(format!("bad value for 'max_split_size_mb': '{value}', expected an integer above 20")),
+                },
+                "garbage_collection_threshold" => match parse_f64(value.as_bytes()) {
+                    Some(v) if v > 0.0 && v < 1.0 => self.gc_threshold = v,
+                    _ => bad(format!("bad value for 'garbage_collection_threshold': '{value}', expected a number between 0 and 1")),
+                },
+                "per_process_memory_fraction" => match parse_f64(value.as_bytes()) {
+                    Some(v) if v > 0.0 && v <= 1.0 => self.memory_fraction = v,
+                    _ => bad(format!("bad value for 'per_process_memory_fraction': '{value}', expected a number in (0, 1]")),
+                },
+                "device_capacity_mb" => match parse_u64(value.as_bytes()) {
+                    Some(v) if v > 0 => self.sim_capacity = v << 20,
+                    _ => bad(format!("bad value for 'device_capacity_mb': '{value}', expected a positive integer")),
+                },
+                "roundup_power2_divisions" => match parse_divisions(value) {
+                    Some(d) => self.roundup_divisions = d,
+                    None => bad(format!("bad value for 'roundup_power2_divisions': '{value}', expected a power of two or [MB:N,...,>:N]")),
+                },
+                "backend" => {
+                    if value != "native" {
+                        bad(format!("'backend:{value}' does not apply: poolside is the allocator"));
+                    }
+                }
+                k if KNOWN_KEYS.contains(&k.as_bytes()) => {}
+                k => {
+                    if warn_unknown {
+                        bad(format!("unknown key '{k}'"));
+                    }
+                }
+            }
+        }
+        warnings
+    }
+}
+
+/// A division count: 0, 1, or a power of two.
+fn divisions(v: &str) -> Option<u32> {
+    let n = parse_u64(v.as_bytes())?;
+    if n > 1 && !n.is_power_of_two() || n > 1 << 16 {
+        return None;
+    }
+    Some(n as u32)
+}
+
+/// `N` or `[MB:N,...,>:N]` into per-interval division counts.
+fn parse_divisions(v: &str) -> Option<[u32; ROUNDUP_INTERVALS]> {
+    let mut out = [0u32; ROUNDUP_INTERVALS];
+    let Some(inner) = v.strip_prefix('[').and_then(|r| r.strip_suffix(']')) else {
+        out.fill(divisions(v)?);
+        return Some(out);
+    };
+    let mut last: Option<usize> = None;
+    for item in inner.split(',') {
+        let (k, n) = item.split_once(':')?;
+        let n = divisions(n.trim())?;
+        let k = k.trim();
+        if k == ">" {
+            let from = last.map_or(0, |l| l + 1);
+            out[from.min(ROUNDUP_INTERVALS)..].fill(n);
+            continue;
+        }
+        let mb = parse_u64(k.as_bytes())?;
+        if mb == 0 || !mb.is_power_of_two() {
+            return None;
+        }
+        let index = (mb.trailing_zeros() as usize).min(ROUNDUP_INTERVALS - 1);
+        let from = match last {
+            None => 0,
+            Some(l) if index > l => l + 1,
+            Some(_) => return None,
+        };
+        out[from..=index].fill(n);
+        last = Some(index);
+    }
+    Some(out)
+}
+
+impl PluginConfig {
+    /// PyTorch's `round_size`: at least 512 B, a multiple of 512 B, and with divisions set
+    /// for the size's interval, up to the next division of its power-of-two interval.
+    pub fn round_size(&self, size: usize) -> usize {
+        const MIN: usize = 512;
+        if size <= MIN {
+            return MIN;
+        }
+        let log = (usize::BITS - 1 - size.leading_zeros()) as usize;
+        let index = log.saturating_sub(20).min(ROUNDUP_INTERVALS - 1);
+        let div = self.roundup_divisions[index] as usize;
+        if div > 1 && size > MIN * div {
+            if size.is_power_of_two() {
+                return size;
+            }
+            let floor = 1usize << log;
+            let step = floor / div;
+            if step == 0 {
+                return floor << 1;
+            }
+            return (size + step - 1) & !(step - 1);
+        }
+        size.div_ceil(MIN) * MIN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pytorch_keys_and_warns_about_bad_ones() {
+        let mut c = PluginConfig::default();
+        let w = c.apply(
+            "PYTORCH_CUDA_ALLOC_CONF",
+            "expandable_segments:False,max_split_size_mb:128,garbage_collection_threshold:0.6,roundup_power2_divisions:[256:1,512:2,>:4],bogus:1,max_split_size_mb:x",
+            true,
+        );
+        assert!(!c.expandable_segments);
+        assert_eq!(c.max_split_size, 128 << 20);
+        assert_eq!(c.gc_threshold, 0.6);
+        assert_eq!(c.roundup_divisions[8], 1);
+        assert_eq!(c.roundup_divisions[9], 2);
+        assert_eq!(c.roundup_divisions[10], 4);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("unknown key 'bogus'"));
+        assert!(w[1].contains("max_split_size_mb"));
+    }
+
+    #[test]
+    fn poolside_conf_does_not_warn_about_host_keys() {
+        let mut c = PluginConfig::default();
+        let w = c.apply(
+            "POOLSIDE_CONF",
+            "stats:off,device_capacity_mb:64,whatever:1",
+            false,
+        );
+        assert!(w.is_empty());
+        assert_eq!(c.sim_capacity, 64 << 20);
+    }
+
+    #[test]
+    fn rounds_like_pytorch() {
+        let mut c = PluginConfig::default();
+        assert_eq!(c.round_size(0), 512);
+        assert_eq!(c.round_size(513), 1024);
+        assert_eq!(c.round_size(1_000_001), 1_000_448);
+        c.apply("X", "roundup_power2_divisions:4", false);
+        // 1.1 GiB lies in [1 GiB, 2 GiB): quarters of 256 MiB.
+        assert_eq!(c.round_size((1 << 30) + 1), (1 << 30) + (256 << 20));
+        assert_eq!(c.round_size(1 << 30), 1 << 30);
+        assert_eq!(c.round_size(1500), 1536);
+        let w = c.apply("X", "roundup_power2_divisions:3", false);
+        assert_eq!(w.len(), 1);
+    }
+}

@@ -1,0 +1,161 @@
+//! An expandable segment: one virtual reservation per device and stream, with physical
+//! pages (of the allocation granularity) mapped only under blocks that need them.
+//!
+//! Invariants: bit `i` of `mapped` is set exactly when page `i` is mapped through the
+//! driver and counted in the budget; `mapped_pages` counts the set bits. A failed
+//! `ensure` leaves the segment as it was.
+
+use super::budget::Budget;
+use crate::driver::{DevPtr, Driver, DriverError};
+
+/// Why pages could not be mapped.
+#[derive(Debug)]
+pub enum MapError {
+    /// The budget (memory fraction) refused.
+    Cap,
+    /// The driver failed.
+    Driver(DriverError),
+}
+
+/// One reservation and its mapped pages.
+pub struct Expandable {
+    pub base: DevPtr,
+    pub size: usize,
+    pub page: usize,
+    mapped: Vec<u64>,
+    pub mapped_pages: usize,
+}
+
+impl Expandable {
+    /// Reserves `size` bytes (rounded to pages) of address space.
+    pub fn reserve(
+        driver: &dyn Driver,
+        dev: i32,
+        size: usize,
+        page: usize,
+    ) -> Result<Self, DriverError> {
+        let size = size.div_ceil(page) * page;
+        let base = driver.reserve(dev, size, page)?;
+        let pages = size / page;
+        Ok(Expandable {
+            base,
+            size,
+            page,
+            mapped: vec![0; pages.div_ceil(64)],
+            mapped_pages: 0,
+        })
+    }
+
+    fn is_mapped(&self, i: usize) -> bool {
+        self.mapped[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: usize, on: bool) {
+        if on {
+            self.mapped[i / 64] |= 1 << (i % 64);
+            self.mapped_pages += 1;
+        } else {
+            self.mapped[i / 64] &= !(1 << (i % 64));
+            self.mapped_pages -= 1;
+        }
+    }
+
+    /// Page indexes covering `[addr, addr + len)`.
+    fn pages_of(&self, addr: DevPtr, len: u64) -> std::ops::Range<usize> {
+        let first = ((addr - self.base) / self.page as u64) as usize;
+        let last = ((addr + len - self.base).div_ceil(self.page as u64)) as usize;
+        first..last
+    }
+
+    /// Bytes that `ensure(addr, len)` would map.
+    pub fn missing(&self, addr: DevPtr, len: u64) -> u64 {
+        self.pages_of(addr, len)
+            .filter(|&i| !self.is_mapped(i))
+            .count() as u64
+            * self.page as u64
+    }
+
+    /// Maps every page under `[addr, addr + len)`. Returns the pages newly mapped; on
+    /// failure unmaps those again.
+    pub fn ensure(
+        &mut self,
+        driver: &dyn Driver,
+        dev: i32,
+        budget: &Budget,
+        addr: DevPtr,
+        len: u64,
+    ) -> Result<usize, MapError> {
+        let mut done: Vec<usize> = Vec::new();
+        for i in self.pages_of(addr, len) {
+            if self.is_mapped(i) {
+                continue;
+            }
+            if !budget.try_add(self.page as u64) {
+                self.undo(driver, dev, budget, &done);
+                return Err(MapError::Cap);
+            }
+            let p = self.base + (i * self.page) as u64;
+            if let Err(e) = driver.map(dev, p, self.page) {
+                budget.sub(self.page as u64);
+                self.undo(driver, dev, budget, &done);
+                return Err(MapError::Driver(e));
+            }
+            self.set(i, true);
+            done.push(i);
+        }
+        Ok(done.len())
+    }
+
+    fn undo(&mut self, driver: &dyn Driver, dev: i32, budget: &Budget, pages: &[usize]) {
+        for &i in pages {
+            let p = self.base + (i * self.page) as u64;
+            if driver.unmap(dev, p, self.page).is_ok() {
+                budget.sub(self.page as u64);
+                self.set(i, false);
+            }
+        }
+    }
+
+    /// Unmaps the mapped pages lying wholly inside `[addr, addr + len)` (a free range).
+    /// Returns (pages unmapped, first driver error).
+    pub fn unmap_inside(
+        &mut self,
+        driver: &dyn Driver,
+        dev: i32,
+        budget: &Budget,
+        addr: DevPtr,
+        len: u64,
+    ) -> (usize, Option<DriverError>) {
+        let page = self.page as u64;
+        let first = (addr - self.base).div_ceil(page) as usize;
+        let last = ((addr + len - self.base) / page) as usize;
+        let mut n = 0;
+        for i in first..last.max(first) {
+            if !self.is_mapped(i) {
+                continue;
+            }
+            match driver.unmap(dev, self.base + i as u64 * page, self.page) {
+                Ok(()) => {
+                    budget.sub(page);
+                    self.set(i, false);
+                    n += 1;
+                }
+                Err(e) => return (n, Some(e)),
+            }
+        }
+        (n, None)
+    }
+
+    /// Whether every page under `[addr, addr + len)` is mapped (a consistency check).
+    pub fn covers(&self, addr: DevPtr, len: u64) -> bool {
+        self.pages_of(addr, len).all(|i| self.is_mapped(i))
+    }
+
+    /// Unmaps everything and frees the reservation (the pool is going away).
+    pub fn destroy(&mut self, driver: &dyn Driver, dev: i32, budget: &Budget) {
+        let (_, err) = self.unmap_inside(driver, dev, budget, self.base, self.size as u64);
+        if err.is_none() {
+            let _ = driver.release(dev, self.base, self.size);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What the pool knows about each block it handed out, keyed by address.
+
+use crate::driver::{EventId, StreamId};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A live (or pending) allocation.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// Bytes asked for.
+    pub requested: u64,
+    /// Bytes of the block (after rounding).
+    pub size: u64,
+    /// Index of its stream pool.
+    pub stream: u32,
+    /// Served by the small-block pool.
+    pub small: bool,
+    /// Other streams that used it (record_stream); usually empty, so no allocation.
+    pub uses: Vec<StreamId>,
+}
+
+/// A freed block waiting for events on the streams that used it.
+pub struct Pending {
+    pub ptr: u64,
+    pub live: Live,
+    pub events: Vec<EventId>,
+}
+
+/// Device addresses are 512-byte aligned and spread widely; a multiply mixes them well
+/// enough and costs one instruction (SipHash would be most of the fast path).
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v >> 9).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Live blocks by address.
+pub type LiveMap = HashMap<u64, Live, BuildHasherDefault<AddrHasher>>;

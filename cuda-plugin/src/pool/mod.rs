@@ -1,0 +1,654 @@
+//! One pool per device, thread-safe (one lock per device).
+//!
+//! - Requests up to 1 MiB go to the stream's small pool (`alloc_core::detached`, 2 MiB
+//!   device pages, metadata on the host); larger ones, rounded as PyTorch rounds them, to
+//!   the stream's arena (best fit in its expandable segment, or in cuMemAlloc segments).
+//! - A block freed on its own stream is reusable on that stream at once; a block that
+//!   `record_stream` marked as used elsewhere waits for events on those streams.
+//! - When memory runs out: release cached memory that can serve the request (after a
+//!   device synchronize), retry; release all cached memory (waiting for pending events),
+//!   retry; then fail with PyTorch's out-of-memory message. Retries and OOMs are counted.
+//!
+//! Invariants (checked by [`DevicePool::check`]): live blocks never overlap and are
+//! 512-byte aligned; every large block of an expandable segment lies on mapped pages;
+//! the budget's reserved bytes equal the small pools' committed pages plus the large
+//! pools' mapped pages or segments; the statistics equal the sums over live blocks.
+
+pub mod arena;
+pub mod budget;
+pub mod device_source;
+pub mod expandable;
+pub mod live;
+pub mod oom;
+pub mod stats;
+pub mod stream_pool;
+
+use crate::config::PluginConfig;
+use crate::driver::{DevPtr, Driver, DriverError, StreamId};
+use alloc_core::size_class::MAX_SMALL;
+use alloc_core::stats::layout::DeviceSection;
+use budget::Budget;
+use expandable::MapError;
+use live::{Live, LiveMap, Pending};
+use parking_lot::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use stream_pool::StreamPool;
+
+/// Why an allocation failed. The pool is consistent in every case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// Out of device memory (or over the memory fraction): PyTorch's message.
+    OutOfMemory(String),
+    /// A driver call failed for another reason.
+    Driver(String),
+}
+
+impl AllocError {
+    pub fn message(&self) -> &str {
+        match self {
+            AllocError::OutOfMemory(m) | AllocError::Driver(m) => m,
+        }
+    }
+}
+
+/// Why a free, record_stream or lookup was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownPointer {
+    NotAllocated,
+}
+
+/// Inside-the-lock outcome of one attempt.
+enum Attempt {
+    Ok(DevPtr),
+    NoMemory,
+    Failed(DriverError),
+}
+
+struct State {
+    budget: Arc<Budget>,
+    streams: Vec<StreamPool>,
+    live: LiveMap,
+    pending: Vec<Pending>,
+    stats: DeviceSection,
+    /// Device calls made by the large pools (the small pools count their own).
+    large_allocs: u64,
+    large_frees: u64,
+    /// Frees of addresses the pool never handed out.
+    invalid_frees: u64,
+}
+
+/// The pool of one device.
+pub struct DevicePool {
+    pub dev: i32,
+    driver: Arc<dyn Driver>,
+    cfg: PluginConfig,
+    expandable: bool,
+    granularity: usize,
+    /// Address space reserved per stream (expandable mode).
+    reserve_bytes: usize,
+    total: u64,
+    state: Mutex<State>,
+}
+
+impl DevicePool {
+    /// A pool for device `dev`. Uses cuMemAlloc segments when expandable segments are
+    /// off or the device lacks virtual memory management.
+    pub fn new(
+        driver: Arc<dyn Driver>,
+        dev: i32,
+        cfg: &PluginConfig,
+    ) -> Result<DevicePool, String> {
+        let count = driver.device_count().map_err(|e| e.to_string())?;
+        if dev < 0 || dev >= count {
+            return Err(format!(
+                "invalid device {dev}: {count} CUDA device(s) visible"
+            ));
+        }
+        let (free, total) = driver.mem_info(dev).map_err(|e| e.to_string())?;
+        let expandable = cfg.expandable_segments && driver.vmm_supported(dev);
+        let granularity = if expandable {
+            driver.granularity(dev).map_err(|e| e.to_string())?
+        } else {
+            2 << 20
+        };
+        // PyTorch reserves about 1.125x the device per stream segment.
+        let reserve_bytes = ((total + total / 8) as usize).div_ceil(granularity) * granularity;
+        let mut stats = stats::empty(dev);
+        stats.total_memory = total;
+        stats.free_memory = free;
+        let budget = Arc::new(Budget::default());
+        if cfg.memory_fraction > 0.0 {
+            let l = (cfg.memory_fraction * total as f64) as u64;
+            budget.set_limit(l);
+            stats.limit_bytes = l;
+        }
+        stats::publish(&stats);
+        Ok(DevicePool {
+            dev,
+            driver,
+            cfg: cfg.clone(),
+            expandable,
+            granularity,
+            reserve_bytes,
+            total,
+            state: Mutex::new(State {
+                budget,
+                streams: Vec::new(),
+                live: LiveMap::default(),
+                pending: Vec::new(),
+                stats,
+                large_allocs: 0,
+                large_frees: 0,
+                invalid_frees: 0,
+            }),
+        })
+    }
+
+    /// Whether large blocks come from expandable segments.
+    pub fn is_expandable(&self) -> bool {
+        self.expandable
+    }
+
+    /// Allocates `size` bytes for use on `stream`. Size 0 gives address 0.
+    pub fn malloc(&self, size: usize, stream: StreamId) -> Result<DevPtr, AllocError> {
+        if size == 0 {
+            return Ok(0);
+        }
+        let mut st = self.state.lock();
+        if !st.pending.is_empty() {
+            self.process_pending(&mut st, false);
+        }
+        if self.cfg.gc_threshold > 0.0 && st.budget.limit() > 0 {
+            self.collect_garbage(&mut st);
+        }
+        let idx = match self.stream_index(&mut st, stream) {
+            Ok(i) => i,
+            Err(e) => return Err(AllocError::Driver(e)),
+        };
+        let rounded = if size <= MAX_SMALL {
+            size as u64
+        } else {
+            self.cfg.round_size(size) as u64
+        };
+        for step in 0..3 {
+            match self.attempt(&mut st, idx, size, rounded) {
+                Attempt::Ok(p) => {
+                    self.publish(&mut st);
+                    return Ok(p);
+                }
+                Attempt::Failed(e) => {
+                    self.publish(&mut st);
+                    return Err(AllocError::Driver(format!(
+                        "CUDA error while allocating {}: {e}",
+                        oom::format_size(size as u64)
+                    )));
+                }
+                Attempt::NoMemory if step < 2 => {
+                    st.stats.alloc_retries += 1;
+                    if step == 0 {
+                        // 1: release cached memory that can serve the request.
+                        self.release_cached(&mut st, rounded.max(self.granularity as u64));
+                    } else {
+                        // 2: wait for every pending free, then release everything.
+                        self.process_pending(&mut st, true);
+                        self.release_cached(&mut st, u64::MAX);
+                    }
+                }
+                Attempt::NoMemory => {}
+            }
+        }
+        st.stats.ooms += 1;
+        if let Ok((free, _)) = self.driver.mem_info(self.dev) {
+            st.stats.free_memory = free;
+        }
+        self.publish(&mut st);
+        let s = &st.stats;
+        Err(AllocError::OutOfMemory(oom::message(&oom::OomFacts {
+            device: self.dev,
+            requested: size as u64,
+            total: self.total,
+            free: s.free_memory,
+            allocated: s.allocated_bytes.current,
+            reserved: s.reserved_bytes.current,
+            limit: st.budget.limit(),
+        })))
+    }
+
+    /// One try at serving the request from stream pool `idx`.
+    fn attempt(&self, st: &mut State, idx: usize, size: usize, rounded: u64) -> Attempt {
+        let pool = &mut st.streams[idx];
+        let (ptr, block, small, fresh) = if size <= MAX_SMALL {
+            match pool.small.alloc(size) {
+                Some(b) => (b.ptr.as_ptr() as DevPtr, b.size as u64, true, b.fresh),
+                None => {
+                    return match pool.small.source().take_error() {
+                        Some(e) if !e.is_oom() => Attempt::Failed(e),
+                        _ => Attempt::NoMemory,
+                    }
+                }
+            }
+        } else {
+            let mapped_before = pool.seg.as_ref().map_or(0, |s| s.mapped_pages);
+            match pool.alloc_large(
+                self.driver.as_ref(),
+                self.dev,
+                &st.budget,
+                &self.cfg,
+                rounded,
+            ) {
+                Ok(b) => {
+                    if b.fresh {
+                        st.large_allocs += match &pool.seg {
+                            Some(s) => (s.mapped_pages - mapped_before) as u64,
+                            None => 1,
+                        };
+                    }
+                    (b.addr, b.size, false, b.fresh)
+                }
+                Err(MapError::Cap) => return Attempt::NoMemory,
+                Err(MapError::Driver(e)) if e.is_oom() => return Attempt::NoMemory,
+                Err(MapError::Driver(e)) => return Attempt::Failed(e),
+            }
+        };
+        st.live.insert(
+            ptr,
+            Live {
+                requested: size as u64,
+                size: block,
+                stream: idx as u32,
+                small,
+                uses: Vec::new(),
+            },
+        );
+        let s = &mut st.stats;
+        stats::add(&mut s.requested_bytes, size as u64);
+        stats::add(&mut s.allocated_bytes, block);
+        stats::add(&mut s.active_bytes, block);
+        stats::add(&mut s.allocations, 1);
+        if fresh {
+            s.misses += 1;
+        } else {
+            s.hits += 1;
+        }
+        Attempt::Ok(ptr)
+    }
+
+    /// The index of `stream`'s pool, made on first use.
+    fn stream_index(&self, st: &mut State, stream: StreamId) -> Result<usize, String> {
+        if let Some(i) = st.streams.iter().position(|p| p.stream == stream) {
+            return Ok(i);
+        }
+        let p = StreamPool::new(
+            &self.driver,
+            self.dev,
+            stream,
+            &st.budget,
+            self.expandable,
+            self.granularity,
+            self.reserve_bytes,
+        )?;
+        st.streams.push(p);
+        Ok(st.streams.len() - 1)
+    }
+
+    /// Frees the block at `ptr`. A block used on other streams (record_stream) returns
+    /// to the pool once events recorded on them now have completed. An address the pool
+    /// did not hand out is counted and refused; nothing changes.
+    pub fn free(&self, ptr: DevPtr) -> Result<(), UnknownPointer> {
+        if ptr == 0 {
+            return Ok(());
+        }
+        let mut st = self.state.lock();
+        let Some(live) = st.live.remove(&ptr) else {
+            st.invalid_frees += 1;
+            return Err(UnknownPointer::NotAllocated);
+        };
+        if live.uses.is_empty() {
+            self.return_block(&mut st, ptr, &live);
+        } else {
+            let mut events = Vec::with_capacity(live.uses.len());
+            let mut failed = false;
+            for &s in &live.uses {
+                match self.driver.record_event(self.dev, s) {
+                    Ok(e) => events.push(e),
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                // Without events, only a full synchronize makes reuse safe; if even that
+                // fails, the block stays out of the pool (counted as active) rather than
+                // risk handing out memory still in use.
+                for e in events.drain(..) {
+                    self.driver.destroy_event(self.dev, e);
+                }
+                if self.driver.synchronize(self.dev).is_ok() {
+                    self.return_block(&mut st, ptr, &live);
+                } else {
+                    st.pending.push(Pending { ptr, live, events });
+                }
+            } else {
+                st.pending.push(Pending { ptr, live, events });
+            }
+        }
+        self.publish(&mut st);
+        Ok(())
+    }
+
+    /// Puts a block back into its stream's pool and updates the counters.
+    fn return_block(&self, st: &mut State, ptr: DevPtr, live: &Live) {
+        let pool = &mut st.streams[live.stream as usize];
+        if live.small {
+            if let Some(p) = std::ptr::NonNull::new(ptr as *mut u8) {
+                let _ = pool.small.free(p);
+            }
+        } else {
+            pool.large.release(ptr);
+        }
+        let s = &mut st.stats;
+        s.requested_bytes.current -= live.requested;
+        s.allocated_bytes.current -= live.size;
+        s.active_bytes.current -= live.size;
+        s.allocations.current -= 1;
+    }
+
+    /// Returns pending blocks whose events completed (all of them, waiting, with
+    /// `wait`).
+    fn process_pending(&self, st: &mut State, wait: bool) {
+        let mut i = 0;
+        while i < st.pending.len() {
+            let p = &st.pending[i];
+            let mut done = true;
+            let mut broken = false;
+            for &e in &p.events {
+                let r = if wait {
+                    self.driver.sync_event(self.dev, e).map(|_| true)
+                } else {
+                    self.driver.query_event(self.dev, e)
+                };
+                match r {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        done = false;
+                        break;
+                    }
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            if broken {
+                // An event we cannot ask about: a synchronize answers for all of them.
+                done = self.driver.synchronize(self.dev).is_ok();
+            }
+            if done {
+                let p = st.pending.swap_remove(i);
+                for e in p.events {
+                    self.driver.destroy_event(self.dev, e);
+                }
+                self.return_block(st, p.ptr, &p.live);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Releases cached device memory, after a synchronize (freed blocks may still be in
+    /// use by queued work), until `goal` bytes are freed.
+    fn release_cached(&self, st: &mut State, goal: u64) -> u64 {
+        if self.driver.synchronize(self.dev).is_err() {
+            return 0;
+        }
+        let mut freed = 0;
+        let budget = st.budget.clone();
+        for pool in st.streams.iter_mut() {
+            if freed >= goal {
+                break;
+            }
+            let (n, calls, _err) =
+                pool.release_cached(self.driver.as_ref(), self.dev, &budget, goal - freed);
+            freed += n;
+            st.large_frees += calls;
+        }
+        freed
+    }
+
+    /// With a memory fraction and garbage_collection_threshold set: release cached memory
+    /// once the pool holds more than the threshold of the allowed memory.
+    fn collect_garbage(&self, st: &mut State) {
+        let limit = st.budget.limit() as f64;
+        let threshold = (self.cfg.gc_threshold * limit) as u64;
+        let reserved = st.budget.reserved();
+        let cached = reserved.saturating_sub(st.stats.active_bytes.current);
+        if reserved > threshold && cached >= self.granularity as u64 {
+            self.release_cached(st, reserved - threshold);
+        }
+    }
+
+    /// Marks the block at `ptr` as used on `stream` too.
+    pub fn record_stream(&self, ptr: DevPtr, stream: StreamId) -> Result<(), UnknownPointer> {
+        let mut st = self.state.lock();
+        let base = match st.live.contains_key(&ptr) {
+            true => ptr,
+            false => {
+                Self::base_of(&st, ptr)
+                    .ok_or(UnknownPointer::NotAllocated)?
+                    .0
+            }
+        };
+        let own = {
+            let l = &st.live[&base];
+            st.streams[l.stream as usize].stream
+        };
+        let Some(l) = st.live.get_mut(&base) else {
+            return Err(UnknownPointer::NotAllocated);
+        };
+        if stream != own && !l.uses.contains(&stream) {
+            l.uses.push(stream);
+        }
+        Ok(())
+    }
+
+    /// The live block containing `ptr`: (start, size).
+    fn base_of(st: &State, ptr: DevPtr) -> Option<(DevPtr, u64)> {
+        if let Some(l) = st.live.get(&ptr) {
+            return Some((ptr, l.size));
+        }
+        for pool in &st.streams {
+            if let Some((b, s)) = pool.small.block_of(ptr as *const u8) {
+                return st
+                    .live
+                    .contains_key(&(b as u64))
+                    .then_some((b as u64, s as u64));
+            }
+            if let Some((a, r)) = pool.large.containing(ptr) {
+                if !r.free && st.live.contains_key(&a) {
+                    return Some((a, r.size));
+                }
+            }
+        }
+        None
+    }
+
+    /// The allocation containing `ptr` (PyTorch's getBaseAllocation): its start and size;
+    /// for a large block of a cuMemAlloc segment, the whole segment (what IPC needs).
+    pub fn base_alloc(&self, ptr: DevPtr) -> Option<(DevPtr, u64)> {
+        let st = self.state.lock();
+        let (b, s) = Self::base_of(&st, ptr)?;
+        for pool in &st.streams {
+            if let Some((&sb, &ss)) = pool.segments.range(..=b).next_back() {
+                if b < sb + ss {
+                    return Some((sb, ss));
+                }
+            }
+        }
+        Some((b, s))
+    }
+
+    /// torch.cuda.empty_cache: waits for pending frees and returns all cached memory.
+    pub fn empty_cache(&self) {
+        let mut st = self.state.lock();
+        self.process_pending(&mut st, true);
+        self.release_cached(&mut st, u64::MAX);
+        if let Ok((free, _)) = self.driver.mem_info(self.dev) {
+            st.stats.free_memory = free;
+        }
+        self.publish(&mut st);
+    }
+
+    /// Caps reserved memory at `fraction` of the device (0 < fraction <= 1).
+    pub fn set_memory_fraction(&self, fraction: f64) -> Result<(), String> {
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(format!(
+                "invalid memory fraction {fraction}: expected a number in (0, 1]"
+            ));
+        }
+        let mut st = self.state.lock();
+        let l = (fraction * self.total as f64) as u64;
+        st.budget.set_limit(l);
+        st.stats.limit_bytes = l;
+        self.publish(&mut st);
+        Ok(())
+    }
+
+    /// The statistics torch.cuda.memory_stats reports, and more.
+    pub fn stats(&self) -> DeviceSection {
+        let mut st = self.state.lock();
+        st.stats.largest_free_block = st
+            .streams
+            .iter()
+            .map(|p| p.largest_free())
+            .max()
+            .unwrap_or(0);
+        let mut s = st.stats;
+        s.seq = 0;
+        s
+    }
+
+    /// Peaks back to current values.
+    pub fn reset_peak_stats(&self) {
+        let mut st = self.state.lock();
+        stats::reset_peaks(&mut st.stats);
+        self.publish(&mut st);
+    }
+
+    /// Frees of addresses never handed out, so far.
+    pub fn invalid_frees(&self) -> u64 {
+        self.state.lock().invalid_frees
+    }
+
+    /// Blocks waiting for events.
+    pub fn pending(&self) -> usize {
+        self.state.lock().pending.len()
+    }
+
+    /// Refreshes the derived figures and copies them to the shared stats file.
+    fn publish(&self, st: &mut State) {
+        let reserved = st.budget.reserved();
+        let mut small_allocs = 0;
+        let mut small_frees = 0;
+        let mut segments = 0;
+        for p in &st.streams {
+            let src = p.small.source();
+            small_allocs += src.device_allocs.load(Relaxed);
+            small_frees += src.device_frees.load(Relaxed);
+            segments +=
+                p.small.stats().chunks as u64 + p.segments.len() as u64 + p.seg.is_some() as u64;
+        }
+        let s = &mut st.stats;
+        stats::set(&mut s.reserved_bytes, reserved);
+        stats::set(&mut s.segments, segments);
+        s.mapped_bytes = if self.expandable { reserved } else { 0 };
+        s.cached_free_bytes = reserved.saturating_sub(s.active_bytes.current);
+        s.device_allocs = small_allocs + st.large_allocs;
+        s.device_frees = small_frees + st.large_frees;
+        stats::publish(s);
+    }
+
+    /// Checks the invariants listed in the module documentation.
+    pub fn check(&self) -> Result<(), String> {
+        let st = self.state.lock();
+        let mut blocks: Vec<(u64, u64)> = st.live.iter().map(|(&p, l)| (p, l.size)).collect();
+        blocks.extend(st.pending.iter().map(|p| (p.ptr, p.live.size)));
+        blocks.sort_unstable();
+        for w in blocks.windows(2) {
+            if w[0].0 + w[0].1 > w[1].0 {
+                return Err(format!(
+                    "blocks {:#x}+{} and {:#x} overlap",
+                    w[0].0, w[0].1, w[1].0
+                ));
+            }
+        }
+        if let Some(&(p, _)) = blocks.iter().find(|(p, _)| p % 512 != 0) {
+            return Err(format!("block {p:#x} is not 512-byte aligned"));
+        }
+        let mut committed = 0;
+        for (i, pool) in st.streams.iter().enumerate() {
+            committed += if self.expandable {
+                pool.small.stats().committed_bytes as u64
+            } else {
+                pool.small.stats().reserved_address_bytes as u64
+            };
+            committed += pool.large_reserved();
+            for (a, r) in pool.large.ranges() {
+                if r.free {
+                    continue;
+                }
+                let Some(l) = st
+                    .live
+                    .get(&a)
+                    .or_else(|| st.pending.iter().find(|p| p.ptr == a).map(|p| &p.live))
+                else {
+                    return Err(format!("used range {a:#x} has no owner"));
+                };
+                if l.stream as usize != i || l.small || l.size != r.size {
+                    return Err(format!("range {a:#x} disagrees with its block"));
+                }
+                if let Some(seg) = &pool.seg {
+                    if !seg.covers(a, r.size) {
+                        return Err(format!("block {a:#x} lies on unmapped pages"));
+                    }
+                }
+            }
+        }
+        if committed != st.budget.reserved() {
+            return Err(format!(
+                "reserved {} but pools hold {committed}",
+                st.budget.reserved()
+            ));
+        }
+        let live_bytes: u64 = st.live.values().map(|l| l.size).sum::<u64>()
+            + st.pending.iter().map(|p| p.live.size).sum::<u64>();
+        if live_bytes != st.stats.allocated_bytes.current {
+            return Err(format!(
+                "allocated {} but blocks hold {live_bytes}",
+                st.stats.allocated_bytes.current
+            ));
+        }
+        let req: u64 = st.live.values().map(|l| l.requested).sum::<u64>()
+            + st.pending.iter().map(|p| p.live.requested).sum::<u64>();
+        if req != st.stats.requested_bytes.current {
+            return Err("requested bytes disagree".into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DevicePool {
+    fn drop(&mut self) {
+        let st = self.state.get_mut();
+        for p in st.pending.drain(..) {
+            for e in p.events {
+                self.driver.destroy_event(self.dev, e);
+            }
+        }
+        let budget = st.budget.clone();
+        for pool in st.streams.iter_mut() {
+            pool.destroy(self.driver.as_ref(), self.dev, &budget);
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The memory of one stream on one device: a small-block pool and a large-block arena.
+//!
+//! Blocks are reused only on the stream they belong to, so a block freed on its stream
+//! can be handed out again at once (work queued on one stream runs in order).
+//!
+//! Large blocks come either from the stream's expandable segment (one reservation, the
+//! arena holding it as a single segment, pages mapped under used blocks) or from
+//! cuMemAlloc segments (PyTorch's sizes: 20 MiB below 10 MiB, else rounded to 2 MiB).
+
+use super::arena::Arena;
+use super::budget::Budget;
+use super::device_source::DeviceSource;
+use super::expandable::{Expandable, MapError};
+use crate::config::PluginConfig;
+use crate::driver::{DevPtr, Driver, StreamId};
+use alloc_core::detached::DetachedPool;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// PyTorch's large-buffer size: segment size below 10 MiB, and the slack allowed when an
+/// oversize cached block serves a request.
+pub const LARGE_BUFFER: u64 = 20 << 20;
+/// Requests below this get a `LARGE_BUFFER` segment (cuMemAlloc mode).
+pub const MIN_LARGE_ALLOC: u64 = 10 << 20;
+/// Segment rounding (cuMemAlloc mode).
+pub const ROUND_LARGE: u64 = 2 << 20;
+/// Pages per reservation of the small pool in virtual-memory mode (1 GiB).
+pub const SMALL_CHUNK_PAGES: usize = 512;
+
+/// A large allocation that succeeded.
+pub struct LargeBlock {
+    pub addr: DevPtr,
+    pub size: u64,
+    /// New device memory was needed.
+    pub fresh: bool,
+}
+
+/// The pools of one stream.
+pub struct StreamPool {
+    pub stream: StreamId,
+    pub small: DetachedPool<DeviceSource>,
+    pub large: Arena,
+    /// The reservation, in expandable mode.
+    pub seg: Option<Expandable>,
+    /// cuMemAlloc segments (base -> size), in cuMemAlloc mode.
+    pub segments: BTreeMap<DevPtr, u64>,
+}
+
+impl StreamPool {
+    /// An empty pool; reserves the stream's address space in expandable mode.
+    pub fn new(
+        driver: &Arc<dyn Driver>,
+        dev: i32,
+        stream: StreamId,
+        budget: &Arc<Budget>,
+        expandable: bool,
+        granularity: usize,
+        reserve_bytes: usize,
+    ) -> Result<StreamPool, String> {
+        let source = DeviceSource {
+            driver: driver.clone(),
+            dev,
+            budget: budget.clone(),
+            vmm: expandable,
+            granularity,
+            error: Default::default(),
+            device_allocs: Default::default(),
+            device_frees: Default::default(),
+        };
+        let pages = if expandable { SMALL_CHUNK_PAGES } else { 1 };
+        let small = DetachedPool::new(source, pages).ok_or_else(|| {
+            format!("device granularity {granularity} does not divide the 2 MiB small-block page")
+        })?;
+        let mut large = Arena::default();
+        let seg = if expandable {
+            let e = Expandable::reserve(driver.as_ref(), dev, reserve_bytes, granularity)
+                .map_err(|e| format!("cannot reserve address space for stream {stream:#x}: {e}"))?;
+            large.add_segment(e.base, e.size as u64);
+            Some(e)
+        } else {
+            None
+        };
+        Ok(StreamPool {
+            stream,
+            small,
+            large,
+            seg,
+            segments: BTreeMap::new(),
+        })
+    }
+
+    /// Serves a large block of `size` bytes (already rounded).
+    pub fn alloc_large(
+        &mut self,
+        driver: &dyn Driver,
+        dev: i32,
+        budget: &Budget,
+        cfg: &PluginConfig,
+        size: u64,
+    ) -> Result<LargeBlock, MapError> {
+        if let Some(seg) = self.seg.as_mut() {
+            let (addr, _) = self.large.best_fit(size, |_| true).ok_or(MapError::Cap)?;
+            let n = seg.ensure(driver, dev, budget, addr, size)?;
+            self.large.take(addr, size);
+            return Ok(LargeBlock {
+                addr,
+                size,
+                fresh: n > 0,
+            });
+        }
+        // cuMemAlloc mode, with PyTorch's max_split_size rule: oversize cached blocks are
+        // not split and only serve requests within LARGE_BUFFER of their size.
+        let max_split = cfg.max_split_size as u64;
+        let accept = |s: u64| {
+            if size < max_split {
+                s < max_split
+            } else {
+                s < size.saturating_add(LARGE_BUFFER)
+            }
+        };
+        let mut fresh = false;
+        let (addr, range) = match self.large.best_fit(size, accept) {
+            Some(f) => f,
+            None => {
+                let seg_size = if size < MIN_LARGE_ALLOC {
+                    LARGE_BUFFER
+                } else {
+                    size.div_ceil(ROUND_LARGE) * ROUND_LARGE
+                };
+                if !budget.try_add(seg_size) {
+                    return Err(MapError::Cap);
+                }
+                let p = match driver.malloc(dev, seg_size as usize) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        budget.sub(seg_size);
+                        return Err(MapError::Driver(e));
+                    }
+                };
+                self.large.add_segment(p, seg_size);
+                self.segments.insert(p, seg_size);
+                fresh = true;
+                (p, seg_size)
+            }
+        };
+        let take = if range >= max_split { range } else { size };
+        self.large.take(addr, take);
+        Ok(LargeBlock {
+            addr,
+            size: take,
+            fresh,
+        })
+    }
+
+    /// Returns cached device memory: unmaps fully free pages (expandable) or frees
+    /// entirely free segments (cuMemAlloc), and trims the small pool. Stops early once
+    /// `goal` bytes are freed (`u64::MAX` for all). Returns (bytes freed, large-pool driver
+    /// calls that freed memory, first driver error).
+    pub fn release_cached(
+        &mut self,
+        driver: &dyn Driver,
+        dev: i32,
+        budget: &Budget,
+        goal: u64,
+    ) -> (u64, u64, Option<crate::driver::DriverError>) {
+        let before = budget.reserved();
+        let mut calls = 0;
+        let mut error = None;
+        if let Some(seg) = self.seg.as_mut() {
+            let free: Vec<(u64, u64)> = self.large.free_ranges().collect();
+            for (a, s) in free {
+                if before - budget.reserved() >= goal {
+                    break;
+                }
+                let (n, e) = seg.unmap_inside(driver, dev, budget, a, s);
+                calls += n as u64;
+                if e.is_some() {
+                    error = e;
+                    break;
+                }
+            }
+        } else {
+            // Largest segments first, so fewer calls reach the goal.
+            let mut free: Vec<(u64, u64)> = self
+                .segments
+                .iter()
+                .filter(|(&p, &s)| matches!(self.large.containing(p), Some((a, r)) if a == p && r.free && r.size == s))
+                .map(|(&p, &s)| (s, p))
+                .collect();
+            free.sort_unstable_by(|a, b| b.cmp(a));
+            for (s, p) in free {
+                if before - budget.reserved() >= goal {
+                    break;
+                }
+                if let Err(e) = driver.free(dev, p) {
+                    error = Some(e);
+                    break;
+                }
+                self.large.remove_segment(p, s);
+                self.segments.remove(&p);
+                budget.sub(s);
+                calls += 1;
+            }
+        }
+        if before - budget.reserved() < goal {
+            // The small pool's source counts its own driver calls.
+            self.small.trim();
+            if let Some(e) = self.small.source().take_error() {
+                error.get_or_insert(e);
+            }
+        }
+        (before - budget.reserved(), calls, error)
+    }
+
+    /// Bytes of device memory under this stream's large blocks (mapped pages or
+    /// segments).
+    pub fn large_reserved(&self) -> u64 {
+        match &self.seg {
+            Some(s) => (s.mapped_pages * s.page) as u64,
+            None => self.segments.values().sum(),
+        }
+    }
+
+    /// Largest free block backed by device memory (mapped, for expandable segments).
+    pub fn largest_free(&self) -> u64 {
+        let mut best = 0;
+        for (a, s) in self.large.free_ranges() {
+            let usable = match &self.seg {
+                None => s,
+                Some(seg) => {
+                    // Longest mapped run inside the free range, page by page.
+                    let page = seg.page as u64;
+                    let mut run = 0u64;
+                    let mut longest = 0u64;
+                    let mut p = a.div_ceil(page) * page;
+                    while p + page <= a + s {
+                        if seg.covers(p, page) {
+                            run += page;
+                            longest = longest.max(run);
+                        } else {
+                            run = 0;
+                        }
+                        p += page;
+                    }
+                    longest
+                }
+            };
+            best = best.max(usable);
+        }
+        best
+    }
+
+    /// Gives all device memory back (the pool is going away).
+    pub fn destroy(&mut self, driver: &dyn Driver, dev: i32, budget: &Budget) {
+        if let Some(mut seg) = self.seg.take() {
+            seg.destroy(driver, dev, budget);
+        }
+        for (&p, &s) in &self.segments {
+            if driver.free(dev, p).is_ok() {
+                budget.sub(s);
+            }
+        }
+        self.segments.clear();
+    }
+}
