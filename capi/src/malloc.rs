@@ -1,0 +1,105 @@
+//! malloc, calloc, free, cfree, malloc_usable_size.
+//!
+//! Invariants:
+//! - every block of 16 bytes or more is 16-byte aligned, smaller ones 8-byte aligned
+//!   ([`natural_align`]): what glibc guarantees for every object that can need it, since an
+//!   object with 16-byte alignment has a size that is a multiple of 16;
+//! - a null result always comes with errno = ENOMEM;
+//! - `free` and `cfree` never change errno and ignore null and foreign pointers.
+
+use crate::errno;
+use alloc_core::host;
+use libc::{c_void, size_t};
+
+/// The alignment a plain allocation of `size` bytes gets.
+#[inline(always)]
+pub fn natural_align(size: usize) -> usize {
+    if size <= 8 {
+        8
+    } else {
+        16
+    }
+}
+
+/// Marks a failed allocation: errno = ENOMEM, null.
+#[cold]
+#[inline(never)]
+pub fn fail_nomem() -> *mut c_void {
+    errno::set(libc::ENOMEM);
+    core::ptr::null_mut()
+}
+
+/// malloc's body, shared by every entry point that allocates with natural alignment.
+#[inline(always)]
+pub fn alloc_natural(size: usize) -> *mut c_void {
+    let p = host::alloc(size, natural_align(size));
+    if p.is_null() {
+        return fail_nomem();
+    }
+    p as *mut c_void
+}
+
+/// calloc's body: overflow of `n * size` is an allocation failure.
+#[inline]
+pub fn alloc_zeroed_array(n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        return fail_nomem();
+    };
+    let p = host::alloc_zeroed(total, natural_align(total));
+    if p.is_null() {
+        return fail_nomem();
+    }
+    p as *mut c_void
+}
+
+/// free's body.
+///
+/// # Safety
+/// `p` is null, foreign, or a live block of this library not freed since.
+#[inline(always)]
+pub unsafe fn release(p: *mut c_void) {
+    // SAFETY: forwarded contract; the engine ignores null and foreign pointers.
+    errno::preserving(|| unsafe { host::free(p as *mut u8) })
+}
+
+/// malloc_usable_size's body: exact, 0 for null and foreign pointers.
+#[inline]
+pub fn usable(p: *const c_void) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    host::usable_size(p as *const u8)
+}
+
+#[no_mangle]
+pub extern "C" fn malloc(size: size_t) -> *mut c_void {
+    alloc_natural(size)
+}
+
+#[no_mangle]
+pub extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
+    alloc_zeroed_array(n, size)
+}
+
+/// # Safety
+/// `p` is null, foreign, or a live block of this library not freed since.
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    // SAFETY: forwarded contract.
+    unsafe { release(p) }
+}
+
+/// The old name of free, still called by some programs.
+///
+/// # Safety
+/// As for [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
+    // SAFETY: forwarded contract.
+    unsafe { release(p) }
+}
+
+#[no_mangle]
+pub extern "C" fn malloc_usable_size(p: *mut c_void) -> size_t {
+    usable(p)
+}
