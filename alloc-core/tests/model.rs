@@ -216,3 +216,15 @@ fn realloc_grows_large_blocks_in_place() {
         alloc_core::free(r);
     }
 }
+
+#[test]
+fn zero_sized_requests_honour_alignment() {
+    for shift in 0..=16 {
+        let align = 1usize << shift;
+        let p = alloc_core::alloc(0, align);
+        assert!(!p.is_null());
+        assert_eq!(p as usize % align, 0, "size 0, align {align}");
+        // SAFETY: p is live.
+        unsafe { alloc_core::free(p) };
+    }
+}

@@ -7,7 +7,7 @@
 //! with one CAS; the owner drains that stack on its slow path.
 //!
 //! Page states: in the bin list (has or may get free blocks), or `FULL` (no free block,
-//! unlinked; the next local free relinks it). A page whose last block comes back is
+//! moved to the class's full list; the next local free moves it back). A page whose last block comes back is
 //! returned to the arena, unless it is the bin's current page, which is kept so that an
 //! alloc/free loop does not bounce spans through the arena lock.
 //!
@@ -28,8 +28,11 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// Bytes carved onto a free list at a time (at least one block).
 const EXTEND_BYTES: usize = 16 * 1024;
-/// Slow-path events between two folds of the heap's counters.
-const FOLD_EVERY: u32 = 64;
+/// Slow-path events between two looks at the clock.
+const TICKS_PER_CHECK: u32 = 64;
+/// Least time between two folds of a heap's counters, in coarse ms: stats readers see
+/// figures at most this old from a busy thread, and the fold's cost stays negligible.
+const FOLD_INTERVAL_MS: u64 = 10;
 
 /// One thread's heap.
 #[repr(C)]
@@ -37,11 +40,15 @@ pub struct Heap {
     /// Current page of each class, or the sentinel when the class has no page.
     pub bins: [*mut Page; NUM_CLASSES],
     tails: [*mut Page; NUM_CLASSES],
+    /// Pages with no free block, per class (doubly linked through `next`/`prev`).
+    full: [*mut Page; NUM_CLASSES],
     pub counters: [LocalCounters; NUM_CLASSES],
     folded: [LocalCounters; NUM_CLASSES],
     span_bytes: stats::SpanBytes,
     span_bytes_folded: stats::SpanBytes,
     ticks: u32,
+    /// When the counters were last folded (coarse ms).
+    folded_at: u64,
     /// Next heap in the parked list.
     next: *mut Heap,
     _pad: [u8; 64],
@@ -172,12 +179,27 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
 
 /// Folds the heap's counters into the shared section.
 ///
+/// The free path counts nothing: frees are derived here as allocations minus the blocks
+/// still live in the heap's pages (`used`, exact on every page), so a free costs no
+/// counter update at all.
+///
 /// # Safety
-/// `heap` is the calling thread's heap.
+/// `heap` is the calling thread's heap (or a parked heap, under the pool lock).
 pub unsafe fn fold(heap: *mut Heap) {
-    // SAFETY: forwarded; the counters are this thread's.
+    // SAFETY: forwarded; the counters and pages are this thread's.
     unsafe {
         let h = &mut *heap;
+        for c in 0..NUM_CLASSES {
+            let mut live = 0u64;
+            for list in [h.bins[c], h.full[c]] {
+                let mut p = list;
+                while p != sentinel() && !p.is_null() {
+                    live += (*p).used as u64;
+                    p = (*p).next;
+                }
+            }
+            h.counters[c].frees = h.counters[c].allocs.wrapping_sub(live);
+        }
         stats::fold(
             &h.counters,
             &mut h.folded,
@@ -186,7 +208,10 @@ pub unsafe fn fold(heap: *mut Heap) {
         )
     };
     // SAFETY: as above.
-    unsafe { (*heap).ticks = 0 };
+    unsafe {
+        (*heap).ticks = 0;
+        (*heap).folded_at = crate::sys::now_ms();
+    }
 }
 
 #[inline]
@@ -194,10 +219,13 @@ unsafe fn tick(heap: *mut Heap) {
     // SAFETY: forwarded.
     unsafe {
         (*heap).ticks += 1;
-        if (*heap).ticks >= FOLD_EVERY {
-            fold(heap);
-            if let Some(pool) = HEAPS.try_lock() {
-                reclaim_parked(&pool);
+        if (*heap).ticks >= TICKS_PER_CHECK {
+            (*heap).ticks = 0;
+            if crate::sys::now_ms() >= (*heap).folded_at + FOLD_INTERVAL_MS {
+                fold(heap);
+                if let Some(pool) = HEAPS.try_lock() {
+                    reclaim_parked(&pool);
+                }
             }
         }
     }
@@ -215,6 +243,7 @@ pub fn reclaim_parked(pool: &Pool) {
             if !(*h).remote.load(Ordering::Relaxed).is_null() {
                 drain_remote(h);
                 release_empty_pages(h, true);
+                fold(h);
             }
             h = (*h).next;
         }
@@ -229,9 +258,12 @@ pub unsafe fn pop(heap: *mut Heap, page: *mut Page, c: usize, size: usize) -> *m
         let b = (*page).free;
         (*page).free = (*b).next;
         (*page).used += 1;
-        let k = &mut (*heap).counters[c];
-        k.allocs += 1;
-        k.requested += size as u64;
+        if !cfg!(feature = "no-counters") {
+            // c < NUM_CLASSES: callers pass a class index.
+            let k = (*heap).counters.get_unchecked_mut(c);
+            k.allocs += 1;
+            k.requested += size as u64;
+        }
         b as *mut u8
     }
 }
@@ -268,6 +300,7 @@ pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
             }
             unlink(heap, c, page);
             (*page).flags |= FULL;
+            full_push(heap, c, page);
         }
         let units = span_units(c);
         let Some(span) = ARENA.lock().alloc_span(units) else {
@@ -296,12 +329,10 @@ pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
         (*page).local_free = b;
         let used = (*page).used - 1;
         (*page).used = used;
-        let c = (*page).class as usize;
-        let flags = (*page).flags;
-        (*heap).counters[c].frees += 1;
         // An empty current page stays put (an alloc/free loop must not bounce it through
         // the arena); any other empty page, or a full one getting a block back, needs work.
-        if (used == 0 && (*heap).bins[c] != page) || flags & FULL != 0 {
+        if (*page).flags & FULL != 0 || (used == 0 && (*heap).bins[(*page).class as usize] != page)
+        {
             free_local_slow(heap, page);
         }
     }
@@ -315,6 +346,7 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
         let c = (*page).class as usize;
         if (*page).flags & FULL != 0 {
             (*page).flags &= !FULL;
+            full_unlink(heap, c, page);
             push_back(heap, c, page);
         }
         if (*page).used == 0 && (*heap).bins[c] != page {
@@ -393,6 +425,36 @@ unsafe fn push_front(heap: *mut Heap, c: usize, page: *mut Page) {
         }
         (*heap).bins[c] = page;
         debug_assert!((*page).flags & IN_USE != 0);
+    }
+}
+
+unsafe fn full_push(heap: *mut Heap, c: usize, page: *mut Page) {
+    // SAFETY: list manipulation on this thread's heap and pages; page is in no list.
+    unsafe {
+        let head = (*heap).full[c];
+        (*page).prev = ptr::null_mut();
+        (*page).next = head;
+        if !head.is_null() {
+            (*head).prev = page;
+        }
+        (*heap).full[c] = page;
+    }
+}
+
+unsafe fn full_unlink(heap: *mut Heap, c: usize, page: *mut Page) {
+    // SAFETY: list manipulation on this thread's heap and pages; page is in full list c.
+    unsafe {
+        let (prev, next) = ((*page).prev, (*page).next);
+        if prev.is_null() {
+            (*heap).full[c] = next;
+        } else {
+            (*prev).next = next;
+        }
+        if !next.is_null() {
+            (*next).prev = prev;
+        }
+        (*page).next = ptr::null_mut();
+        (*page).prev = ptr::null_mut();
     }
 }
 

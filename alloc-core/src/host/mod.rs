@@ -47,7 +47,8 @@ fn fast_class(size: usize, align: usize) -> Option<usize> {
     if align <= 8 {
         Some(class_of(size))
     } else if align == 16 {
-        Some(class_of((size + 15) & !15))
+        // Round up to a multiple of 16, and at least 16 (size 0 must not get the 8 B class).
+        Some(class_of((size.max(1) + 15) & !15))
     } else if align <= UNIT_SIZE {
         crate::size_class::class_for(size, align)
     } else {

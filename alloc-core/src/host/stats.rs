@@ -15,7 +15,8 @@ use crate::stats::shm;
 use crate::sys::SpinLock;
 use core::ptr::addr_of_mut;
 
-/// Per-class counters of one heap.
+/// Per-class counters of one heap. Only `allocs` and `requested` move on the fast path;
+/// `frees` is derived when folding.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalCounters {
     pub allocs: u64,
