@@ -104,6 +104,7 @@ def test_torch_stats_functions_are_redirected(fake_lib):
         except RuntimeError as e:
             before = str(e)
         pt.enable()
+        torch.cuda.init()
         print(json.dumps([before, torch.cuda.max_memory_allocated(0), torch.cuda.memory.memory_stats(0)["num_ooms"],
                           pt.max_memory_allocated(0), pt.memory_stats(0)["num_ooms"]]))
     """, PATH, POOLSIDE_CUDA_LIB=fake_lib)

@@ -47,7 +47,7 @@ def test_enables_right_after_torch_import(fake_lib, first_import):
 
 
 def test_torch_stats_work_unchanged_under_the_hook(fake_lib):
-    got = run_json("import json, torch; print(json.dumps(torch.cuda.max_memory_allocated(0)))",
+    got = run_json("import json, torch; torch.cuda.init(); print(json.dumps(torch.cuda.max_memory_allocated(0)))",
                    [HOOK_DIR, FAKE_TORCH], POOLSIDE_CUDA_LIB=fake_lib)
     assert isinstance(got, int) and got > 0
 

@@ -77,6 +77,13 @@ def test_none_means_torch_current_device_once_cuda_is_up(fake_lib):
     assert got == expected("allocated_bytes.current", 6)
 
 
+def test_zeros_before_torch_initializes_cuda(fake_lib):
+    """Like torch: nothing is allocated before CUDA init, and the library may have no pool yet."""
+    code = ("import torch; print(json.dumps([pt.memory_allocated(2), sum(pt.memory_stats(2).values()), "
+            "pt.reset_peak_memory_stats(2), torch.cuda.is_initialized()]))")
+    assert stats(code, fake_lib, pythonpath=(PYTHON_DIR, FAKE_TORCH)) == [0, 0, None, False]
+
+
 def test_none_does_not_initialize_cuda(fake_lib):
     code = "import torch; pt.memory_stats(); print(json.dumps(torch.cuda.is_initialized()))"
     assert stats(code, fake_lib, pythonpath=(PYTHON_DIR, FAKE_TORCH), FAKE_TORCH_CURRENT_DEVICE=6) is False

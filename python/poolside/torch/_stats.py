@@ -13,6 +13,7 @@ invented. pool_stats() gives every field of the section.
 
 import collections
 import ctypes
+import sys
 
 from .. import _library
 from .._layout import DeviceSection
@@ -42,9 +43,19 @@ def _lib():
     return _library.load_library(enabled_library_path())
 
 
+def _torch_cuda_idle():
+    """True when torch is imported but has not initialized CUDA: nothing can be allocated
+    yet and the library may have no pool (torch itself reports empty stats then)."""
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    return cuda is not None and hasattr(cuda, "is_initialized") and not cuda.is_initialized()
+
+
 def read_section(device=None):
-    """Copy of the DeviceSection for ``device``; PoolsideError when the library refuses."""
+    """Copy of the DeviceSection for ``device``: zeros while torch's CUDA is not up yet,
+    PoolsideError when the library refuses (code 1: bad device or no driver)."""
     index = device_index(device)
+    if _torch_cuda_idle():
+        return DeviceSection(device=index)
     lib = _lib()
     if not hasattr(lib, "poolside_cuda_memory_stats"):
         raise PoolsideError("this libpoolside_cuda has no poolside_cuda_memory_stats")
@@ -107,6 +118,8 @@ def max_memory_reserved(device=None):
 def reset_peak_memory_stats(device=None):
     """Set every peak to its current value (torch.cuda.reset_peak_memory_stats)."""
     index = device_index(device)
+    if _torch_cuda_idle():
+        return
     lib = _lib()
     if not hasattr(lib, "poolside_cuda_reset_peak_stats"):
         raise PoolsideError("this libpoolside_cuda has no poolside_cuda_reset_peak_stats")
