@@ -27,7 +27,7 @@ fn rng(x: &mut u64) -> u64 {
 #[test]
 fn random_workload_keeps_blocks_disjoint_aligned_and_counted() {
     for conf in ["", "expandable_segments:false"] {
-        let (driver, pool) = setup(4096, conf);
+        let (driver, pool) = setup(65536, conf);
         let mut live = Vec::new();
         let mut x = 99u64;
         for i in 0..4000 {

@@ -33,6 +33,12 @@ pub struct DeviceSource {
     /// Driver calls that allocated or freed device memory.
     pub device_allocs: AtomicU64,
     pub device_frees: AtomicU64,
+    /// Pages whose unmap failed: still mapped and counted in the budget. A commit of one
+    /// of them just takes it back; every decommit and release first retries them.
+    pub stuck: Mutex<Vec<DevPtr>>,
+    /// cuMemAlloc chunks whose cuMemFree failed: retried at the next reserve or release,
+    /// counted in the budget until freed.
+    pub stuck_chunks: Mutex<Vec<(DevPtr, usize)>>,
 }
 
 impl DeviceSource {
@@ -48,15 +54,53 @@ impl DeviceSource {
     fn unmap_pages(&self, ptr: DevPtr, size: usize) {
         let mut p = ptr;
         while p < ptr + size as u64 {
-            match self.driver.unmap(self.dev, p, self.granularity) {
-                Ok(()) => {
-                    self.budget.sub(self.granularity as u64);
-                    self.device_frees.fetch_add(1, Relaxed);
-                }
-                Err(e) => self.fail(e),
-            }
+            self.unmap_page(p);
             p += self.granularity as u64;
         }
+    }
+
+    /// Unmaps one page; remembers it as stuck when the driver refuses.
+    fn unmap_page(&self, p: DevPtr) -> bool {
+        match self.driver.unmap(self.dev, p, self.granularity) {
+            Ok(()) => {
+                self.budget.sub(self.granularity as u64);
+                self.device_frees.fetch_add(1, Relaxed);
+                true
+            }
+            Err(e) => {
+                self.stuck.lock().push(p);
+                self.fail(e);
+                false
+            }
+        }
+    }
+
+    /// Retries unmapping stuck pages.
+    fn retry_stuck(&self) {
+        let pages = std::mem::take(&mut *self.stuck.lock());
+        for p in pages {
+            self.unmap_page(p);
+        }
+    }
+
+    /// Frees a cuMemAlloc chunk; remembers it when the driver refuses.
+    fn free_chunk(&self, p: DevPtr, size: usize) {
+        match self.driver.free(self.dev, p) {
+            Ok(()) => {
+                self.budget.sub(size as u64);
+                self.device_frees.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                self.stuck_chunks.lock().push((p, size));
+                self.fail(e);
+            }
+        }
+    }
+
+    /// Bytes of stuck pages and chunks (still held from the driver, not in the pool).
+    pub fn stuck_bytes(&self) -> u64 {
+        self.stuck.lock().len() as u64 * self.granularity as u64
+            + self.stuck_chunks.lock().iter().map(|c| c.1 as u64).sum::<u64>()
     }
 }
 
@@ -81,6 +125,9 @@ unsafe impl MemorySource for DeviceSource {
                 }
             }
         } else {
+            for (q, s) in std::mem::take(&mut *self.stuck_chunks.lock()) {
+                self.free_chunk(q, s);
+            }
             if !self.budget.try_add(size as u64) {
                 return None;
             }
@@ -107,17 +154,21 @@ unsafe impl MemorySource for DeviceSource {
     unsafe fn release(&self, base: NonNull<u8>, size: usize) {
         let p = base.as_ptr() as DevPtr;
         if self.vmm {
+            self.retry_stuck();
+            let inside = |&q: &DevPtr| q >= p && q < p + size as u64;
+            if self.stuck.lock().iter().any(inside) {
+                // Pages still mapped: freeing the reservation would fail; leak the
+                // address space (not memory: the stuck pages stay counted) instead.
+                return;
+            }
             if let Err(e) = self.driver.release(self.dev, p, size) {
                 self.fail(e);
             }
         } else {
-            match self.driver.free(self.dev, p) {
-                Ok(()) => {
-                    self.budget.sub(size as u64);
-                    self.device_frees.fetch_add(1, Relaxed);
-                }
-                Err(e) => self.fail(e),
+            for (q, s) in std::mem::take(&mut *self.stuck_chunks.lock()) {
+                self.free_chunk(q, s);
             }
+            self.free_chunk(p, size);
         }
     }
 
@@ -128,6 +179,17 @@ unsafe impl MemorySource for DeviceSource {
         let base = ptr.as_ptr() as DevPtr;
         let mut done = 0usize;
         while done < size {
+            let page = base + done as u64;
+            let was_stuck = {
+                let mut stuck = self.stuck.lock();
+                let at = stuck.iter().position(|&q| q == page);
+                at.map(|i| stuck.swap_remove(i)).is_some()
+            };
+            if was_stuck {
+                // Still mapped and counted: take it back as it is.
+                done += self.granularity;
+                continue;
+            }
             if !self.budget.try_add(self.granularity as u64) {
                 self.unmap_pages(base, done);
                 return false;
@@ -149,6 +211,7 @@ unsafe impl MemorySource for DeviceSource {
 
     unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
         if self.vmm {
+            self.retry_stuck();
             self.unmap_pages(ptr.as_ptr() as DevPtr, size);
         }
     }

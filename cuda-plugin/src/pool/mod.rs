@@ -593,7 +593,7 @@ impl DevicePool {
             } else {
                 pool.small.stats().reserved_address_bytes as u64
             };
-            committed += pool.large_reserved();
+            committed += pool.large_reserved() + pool.small.source().stuck_bytes();
             for (a, r) in pool.large.ranges() {
                 if r.free {
                     continue;

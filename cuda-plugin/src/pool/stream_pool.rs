@@ -66,6 +66,8 @@ impl StreamPool {
             error: Default::default(),
             device_allocs: Default::default(),
             device_frees: Default::default(),
+            stuck: Default::default(),
+            stuck_chunks: Default::default(),
         };
         let pages = if expandable { SMALL_CHUNK_PAGES } else { 1 };
         let small = DetachedPool::new(source, pages).ok_or_else(|| {
