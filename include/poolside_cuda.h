@@ -96,18 +96,14 @@ extern "C" {
  * `errbuf` on failure (out of memory, bad device, driver error); NULL without a message
  * for size 0. Called by `poolside_cuda_malloc`, which throws on that NULL.
  */
-void *poolside_cuda_malloc_impl(uintptr_t size,
-                                int device,
-                                void *stream,
-                                char *errbuf,
-                                uintptr_t errlen);
+void *poolside_cuda_malloc_impl(size_t size, int device, void *stream, char *errbuf, size_t errlen);
 
 /**
  * Frees a block from `poolside_cuda_malloc`. `size` and `stream` are PyTorch's record of
  * the allocation; the pool keeps its own. NULL is ignored; an unknown pointer is
  * reported on stderr and ignored.
  */
-void poolside_cuda_free(void *ptr, uintptr_t size, int device, void *stream);
+void poolside_cuda_free(void *ptr, size_t size, int device, void *stream);
 
 /**
  * PyTorch's init hook: called at CUDA lazy init (and with 0 at allocator creation).
@@ -129,7 +125,7 @@ void poolside_cuda_set_memory_fraction(double fraction, int device);
  * The allocation containing `ptr`: returns its start and stores its size in `*size`.
  * NULL (and size 0) for a pointer poolside did not allocate.
  */
-void *poolside_cuda_base_alloc(void *ptr, uintptr_t *size);
+void *poolside_cuda_base_alloc(void *ptr, size_t *size);
 
 /**
  * tensor.record_stream(stream): the block at `ptr` is used on `stream` too, so its
