@@ -61,7 +61,9 @@ pub extern "C" fn poolside_usable_size(p: *const c_void) -> size_t {
     usable(p)
 }
 
-/// 1 when `p` is the start of a live block of this library, else 0.
+/// 1 when `p` lies in memory this library hands out as blocks (every live block's start
+/// does), 0 for NULL and for memory it does not manage. The engine answers by page, so a
+/// pointer into a block, or to a freed block, may also answer 1.
 #[no_mangle]
 pub extern "C" fn poolside_owns(p: *const c_void) -> c_int {
     (!p.is_null() && host::owns(p as *const u8)) as c_int
