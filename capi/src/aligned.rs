@@ -14,8 +14,7 @@
 //! alignment never gives less than malloc would.
 
 use crate::errno;
-use crate::malloc::{fail_nomem, natural_align};
-use alloc_core::host;
+use crate::malloc::{alloc_or_retry, fail_nomem, natural_align};
 use alloc_core::source::os::OS_PAGE;
 use libc::{c_int, c_void, size_t};
 
@@ -23,11 +22,7 @@ use libc::{c_int, c_void, size_t};
 #[inline]
 pub fn alloc_aligned(align: usize, size: usize) -> *mut c_void {
     debug_assert!(align.is_power_of_two());
-    let p = host::alloc(size, align.max(natural_align(size)));
-    if p.is_null() {
-        return fail_nomem();
-    }
-    p as *mut c_void
+    alloc_or_retry(size, align.max(natural_align(size)), false)
 }
 
 /// aligned_alloc's body.
@@ -70,12 +65,13 @@ pub unsafe fn posix_memalign_into(memptr: *mut *mut c_void, align: usize, size: 
     if !align.is_power_of_two() || align < core::mem::size_of::<*mut c_void>() {
         return libc::EINVAL;
     }
-    let p = host::alloc(size, align.max(natural_align(size)));
+    // posix_memalign reports failure by its result; errno is left as it was.
+    let p = errno::preserving(|| alloc_or_retry(size, align.max(natural_align(size)), false));
     if p.is_null() {
         return libc::ENOMEM;
     }
     // SAFETY: the caller passes a writable pointer slot.
-    unsafe { *memptr = p as *mut c_void };
+    unsafe { *memptr = p };
     0
 }
 

@@ -4,7 +4,8 @@
 //! - every block of 16 bytes or more is 16-byte aligned, smaller ones 8-byte aligned
 //!   ([`natural_align`]): what glibc guarantees for every object that can need it, since an
 //!   object with 16-byte alignment has a size that is a multiple of 16;
-//! - a null result always comes with errno = ENOMEM;
+//! - a null result always comes with errno = ENOMEM, and only after the pool gave back
+//!   everything it could ([`alloc_or_retry`]);
 //! - `free` and `cfree` never change errno and ignore null and foreign pointers.
 
 use crate::errno;
@@ -29,14 +30,48 @@ pub fn fail_nomem() -> *mut c_void {
     core::ptr::null_mut()
 }
 
-/// malloc's body, shared by every entry point that allocates with natural alignment.
+/// Allocates `size` bytes aligned to `align` (a power of two); null with ENOMEM.
+///
+/// When the engine fails, the OS refused memory (mmap failed: address-space limit, map
+/// count, or no memory). The pool may still hold free segments and cached mappings, which
+/// count against those limits; giving them back (`collect(true)`) and trying once more
+/// turns many such failures into successes. Requests beyond PTRDIFF_MAX skip that: they
+/// can never succeed, and probing with them is common.
 #[inline(always)]
-pub fn alloc_natural(size: usize) -> *mut c_void {
-    let p = host::alloc(size, natural_align(size));
+pub fn alloc_or_retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
+    let p = if zeroed {
+        host::alloc_zeroed(size, align)
+    } else {
+        host::alloc(size, align)
+    };
+    if p.is_null() {
+        return retry(size, align, zeroed);
+    }
+    p as *mut c_void
+}
+
+#[cold]
+#[inline(never)]
+fn retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
+    if size > isize::MAX as usize {
+        return fail_nomem();
+    }
+    host::collect(true);
+    let p = if zeroed {
+        host::alloc_zeroed(size, align)
+    } else {
+        host::alloc(size, align)
+    };
     if p.is_null() {
         return fail_nomem();
     }
     p as *mut c_void
+}
+
+/// malloc's body, shared by every entry point that allocates with natural alignment.
+#[inline(always)]
+pub fn alloc_natural(size: usize) -> *mut c_void {
+    alloc_or_retry(size, natural_align(size), false)
 }
 
 /// calloc's body: overflow of `n * size` is an allocation failure.
@@ -45,11 +80,7 @@ pub fn alloc_zeroed_array(n: usize, size: usize) -> *mut c_void {
     let Some(total) = n.checked_mul(size) else {
         return fail_nomem();
     };
-    let p = host::alloc_zeroed(total, natural_align(total));
-    if p.is_null() {
-        return fail_nomem();
-    }
-    p as *mut c_void
+    alloc_or_retry(total, natural_align(total), true)
 }
 
 /// free's body.

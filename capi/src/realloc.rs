@@ -33,9 +33,15 @@ pub unsafe fn resize(p: *mut c_void, size: usize) -> *mut c_void {
     }
     // SAFETY: p is a live block of ours (owns, and the caller's contract says it was not
     // freed), and natural_align is a power of two.
-    let q = unsafe { host::realloc(p as *mut u8, size, natural_align(size)) };
+    let mut q = unsafe { host::realloc(p as *mut u8, size, natural_align(size)) };
     if q.is_null() {
-        return fail_nomem();
+        // As in malloc::alloc_or_retry: give back what the pool holds, try once more.
+        host::collect(true);
+        // SAFETY: the failed realloc left p live and intact.
+        q = unsafe { host::realloc(p as *mut u8, size, natural_align(size)) };
+        if q.is_null() {
+            return fail_nomem();
+        }
     }
     q as *mut c_void
 }
