@@ -17,8 +17,8 @@ use std::ptr::addr_of;
 
 /// Bytes of a complete file.
 pub const FILE_SIZE: usize = std::mem::size_of::<StatsFile>();
-/// `magic`, `version`, `header_size`, `total_size`: what is checked before mapping.
-const PREFIX_BYTES: usize = 24;
+/// The header fields checked before mapping: through `start_ticks`.
+const PREFIX_BYTES: usize = std::mem::offset_of!(StatsFile, start_ticks) + 8;
 
 /// What a stats file turned out to be.
 #[derive(Debug)]
@@ -110,15 +110,16 @@ pub fn examine(path: &Path, name: FileName, my_uid: u32) -> Verdict {
         }
         return bad(format!("truncated ({} bytes)", meta.len()));
     }
-    let magic = u64_at(&prefix, 0);
+    let magic = u64_at(&prefix, std::mem::offset_of!(StatsFile, magic));
     if magic == 0 && liveness::exists(name.pid) {
         return Verdict::Creating;
     }
     if magic != STATS_MAGIC {
         return bad("not a poolside stats file (bad magic)".into());
     }
-    let (version, header_size) = (u32_at(&prefix, 8), u32_at(&prefix, 12));
-    let total_size = u64_at(&prefix, 16);
+    let version = u32_at(&prefix, std::mem::offset_of!(StatsFile, version));
+    let header_size = u32_at(&prefix, std::mem::offset_of!(StatsFile, header_size));
+    let total_size = u64_at(&prefix, std::mem::offset_of!(StatsFile, total_size));
     if version != STATS_VERSION {
         return bad(format!(
             "layout version {version}, this poolside reads version {STATS_VERSION}"
@@ -132,22 +133,22 @@ pub fn examine(path: &Path, name: FileName, my_uid: u32) -> Verdict {
     if meta.len() < FILE_SIZE as u64 {
         return bad(format!("truncated ({} of {FILE_SIZE} bytes)", meta.len()));
     }
-    let map = match Mapping::new(&file) {
-        Ok(m) => m,
-        Err(e) => return Verdict::Invalid(format!("cannot map: {e}")),
-    };
-    // SAFETY: the mapping holds a complete header; its fields never change after magic is
-    // set, except `writers`, which is read atomically by the snapshot.
-    let (pid, start_ticks) = unsafe { ((*map.0).pid, (*map.0).start_ticks) };
+    let pid = u32_at(&prefix, std::mem::offset_of!(StatsFile, pid));
+    let start_ticks = u64_at(&prefix, std::mem::offset_of!(StatsFile, start_ticks));
     if pid != name.pid {
         return bad(format!(
             "header names PID {pid}, file name PID {}",
             name.pid
         ));
     }
+    // Before mapping: a reader that maps the file would count as a process mapping it.
     if let Some(why) = liveness::check(pid, start_ticks, meta.dev(), meta.ino()).stale_reason() {
         return Verdict::Stale(why.into());
     }
+    let map = match Mapping::new(&file) {
+        Ok(m) => m,
+        Err(e) => return Verdict::Invalid(format!("cannot map: {e}")),
+    };
     match read_snapshot(&map, path) {
         Some(s) => Verdict::Live(Box::new(s)),
         None => Verdict::Invalid("a writer stayed inside a section; try again".into()),

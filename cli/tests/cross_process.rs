@@ -1,0 +1,284 @@
+//! Writer and reader in separate processes: this binary runs itself as a child that
+//! allocates through poolside on command, while the parent reads the child's stats file
+//! from outside and checks the counters against exactly what the child did.
+//!
+//! No libtest harness: the child must have a single thread so that no other thread's
+//! allocations or folds land between two snapshots.
+
+mod common;
+
+use alloc_core::stats::layout::StatsFile;
+use common::*;
+use poolside_cli::reader::{self, Snapshot};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+#[global_allocator]
+static POOLSIDE: alloc_core::Poolside = alloc_core::Poolside;
+
+/// Set in the child's environment.
+const ROLE: &str = "POOLSIDE_TEST_WRITER";
+/// Block size of the class used: no other allocation in the child uses it.
+const SIZE: usize = 3000;
+const BLOCK: u64 = 3072;
+const N: usize = 10;
+
+fn main() {
+    if std::env::var_os(ROLE).is_some() {
+        writer();
+    } else {
+        counts_match_what_the_writer_did();
+        fork_child_gets_its_own_file();
+        killed_writer_leaves_stale_file_that_readers_remove();
+        println!("cross_process: all checks passed");
+    }
+}
+
+/// The child: obeys one command per line on stdin, answers "done" after flushing stats.
+fn writer() {
+    let layout = std::alloc::Layout::from_size_align(SIZE, 8).unwrap();
+    let mut held: Vec<*mut u8> = Vec::with_capacity(4 * N);
+    let mut line = String::with_capacity(256);
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout().lock();
+    loop {
+        alloc_core::flush_stats();
+        writeln!(out, "done").unwrap();
+        out.flush().unwrap();
+        line.clear();
+        if input.read_line(&mut line).unwrap() == 0 {
+            return;
+        }
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("alloc") => {
+                let n: usize = words.next().unwrap().parse().unwrap();
+                for _ in 0..n {
+                    // SAFETY: layout has a non-zero size.
+                    let p = unsafe { std::alloc::alloc(layout) };
+                    assert!(!p.is_null());
+                    held.push(p);
+                }
+            }
+            Some("free") => {
+                let n: usize = words.next().unwrap().parse().unwrap();
+                for _ in 0..n {
+                    // SAFETY: p came from alloc with this layout.
+                    unsafe { std::alloc::dealloc(held.pop().unwrap(), layout) };
+                }
+            }
+            Some("fork") => {
+                // SAFETY: the child only flushes, reports its PID with raw writes and sleeps.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    loop {
+                        // SAFETY: sleeping until the parent test kills us.
+                        unsafe { libc::pause() };
+                    }
+                }
+                writeln!(out, "child {pid}").unwrap();
+            }
+            Some("hello") => {}
+            _ => return,
+        }
+    }
+}
+
+struct Writer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Writer {
+    fn start(dir: &Path) -> Writer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, "1")
+            .env(
+                "POOLSIDE_CONF",
+                format!("stats_dir:{},purge_delay_ms:1000000", dir.display()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut w = Writer {
+            child,
+            stdin,
+            stdout,
+        };
+        w.expect("done");
+        // Warm up the child's stdin buffer before the first snapshot.
+        w.command("hello");
+        w
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    }
+
+    fn expect(&mut self, want: &str) {
+        assert_eq!(self.line(), want);
+    }
+
+    fn command(&mut self, c: &str) {
+        writeln!(self.stdin, "{c}").unwrap();
+        self.expect("done");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Kills a forked grandchild however the test ends, so that it does not outlive the test
+/// holding its output pipes.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signalling the grandchild this test forked.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+/// Waits until `pid` has published a readable stats file (an error after 30 s means the
+/// file never came, not that something was slow).
+fn wait_for_file(dir: &Path, pid: u32) -> Snapshot {
+    for _ in 0..3000 {
+        if let Ok(s) = reader::read_pid(dir, pid) {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("process {pid} never published {}", path(dir, pid).display());
+}
+
+fn snap(dir: &Path, pid: u32) -> Snapshot {
+    reader::read_pid(dir, pid).unwrap()
+}
+
+/// The class counters of the class holding `BLOCK`-byte blocks.
+fn class(s: &Snapshot) -> alloc_core::stats::layout::ClassCounters {
+    let c = alloc_core::size_class::class_of(SIZE);
+    assert_eq!(s.host.classes[c].block_size, BLOCK);
+    s.host.classes[c]
+}
+
+fn live(s: &Snapshot) -> u64 {
+    poolside_cli::report::build::host(&s.host, s.num_classes).live_bytes
+}
+
+fn counts_match_what_the_writer_did() {
+    let dir = temp_dir("xproc");
+    let mut w = Writer::start(&dir);
+    let pid = w.pid();
+    let path = path(&dir, pid);
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    assert_eq!(meta.uid(), uid());
+    assert_eq!(meta.len() as usize, std::mem::size_of::<StatsFile>());
+
+    let s0 = snap(&dir, pid);
+    assert_eq!(s0.pid, pid);
+    assert!(s0.cmdline[0].contains("cross_process"), "{:?}", s0.cmdline);
+    assert_eq!(s0.start_ticks, start_ticks(pid));
+
+    // N blocks in a class the writer never used: the first needs a span (one miss; a span
+    // is at least 64 KiB, which holds more than N blocks), the others are hits.
+    w.command(&format!("alloc {N}"));
+    let s1 = snap(&dir, pid);
+    let (a, b) = (class(&s0), class(&s1));
+    assert_eq!(b.allocs - a.allocs, N as u64);
+    assert_eq!(b.misses - a.misses, 1);
+    assert_eq!(b.hits - a.hits, N as u64 - 1);
+    assert_eq!(b.live_bytes - a.live_bytes, N as u64 * BLOCK);
+    assert_eq!(b.requested_bytes - a.requested_bytes, (N * SIZE) as u64);
+    assert_eq!(b.allocated_bytes - a.allocated_bytes, N as u64 * BLOCK);
+    assert_eq!(live(&s1) - live(&s0), N as u64 * BLOCK);
+
+    // Free all but one (the page stays in use), then allocate as many again: all hits.
+    w.command(&format!("free {}", N - 1));
+    let s2 = snap(&dir, pid);
+    let c = class(&s2);
+    assert_eq!(c.frees - b.frees, N as u64 - 1);
+    assert_eq!(b.live_bytes - c.live_bytes, (N as u64 - 1) * BLOCK);
+    w.command(&format!("alloc {}", N - 1));
+    let s3 = snap(&dir, pid);
+    let d = class(&s3);
+    assert_eq!(d.allocs - c.allocs, N as u64 - 1);
+    assert_eq!(d.hits - c.hits, N as u64 - 1);
+    assert_eq!(d.misses, c.misses);
+    assert_eq!(live(&s3) - live(&s2), (N as u64 - 1) * BLOCK);
+
+    // Normal exit removes the file.
+    drop(w.stdin);
+    assert!(w.child.wait().unwrap().success());
+    assert!(!path.exists(), "the file must be removed at exit");
+    std::fs::remove_dir_all(dir).unwrap();
+    println!("counts_match_what_the_writer_did: ok");
+}
+
+fn fork_child_gets_its_own_file() {
+    let dir = temp_dir("xfork");
+    let mut w = Writer::start(&dir);
+    w.command(&format!("alloc {N}"));
+    let parent = snap(&dir, w.pid());
+    writeln!(w.stdin, "fork").unwrap();
+    let reply = w.line();
+    let child: u32 = reply.strip_prefix("child ").unwrap().parse().unwrap();
+    let _reap = KillOnDrop(child);
+    w.expect("done");
+    // The child makes its file in its fork handler, which may still be running.
+    let c = wait_for_file(&dir, child);
+    assert_eq!(c.pid, child);
+    assert_eq!(c.start_ticks, start_ticks(child));
+    // The child starts from the parent's counters as of the fork.
+    assert_eq!(class(&c).allocs, class(&parent).allocs);
+    // The parent keeps its own file.
+    assert_eq!(snap(&dir, w.pid()).pid, w.pid());
+    drop(_reap);
+    drop(w.stdin);
+    assert!(w.child.wait().unwrap().success());
+    // Once killed (dead, or a zombie that no longer maps anything) its file is stale.
+    let mut out = reader::scan(&dir).unwrap();
+    for _ in 0..3000 {
+        if !path(&dir, child).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        out = reader::scan(&dir).unwrap();
+    }
+    assert!(out.processes.is_empty(), "{:?}", out.processes);
+    assert!(!path(&dir, child).exists());
+    std::fs::remove_dir_all(dir).unwrap();
+    println!("fork_child_gets_its_own_file: ok");
+}
+
+fn killed_writer_leaves_stale_file_that_readers_remove() {
+    let dir = temp_dir("xkill");
+    let mut w = Writer::start(&dir);
+    let pid = w.pid();
+    w.child.kill().unwrap();
+    w.child.wait().unwrap();
+    assert!(path(&dir, pid).exists(), "SIGKILL skips the exit cleanup");
+    let out = reader::scan(&dir).unwrap();
+    assert!(out.processes.is_empty());
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(
+        out.warnings[0].contains("removed stale"),
+        "{:?}",
+        out.warnings
+    );
+    assert!(!path(&dir, pid).exists());
+    std::fs::remove_dir_all(dir).unwrap();
+    println!("killed_writer_leaves_stale_file_that_readers_remove: ok");
+}

@@ -1,0 +1,153 @@
+//! The reader against malformed, foreign, stale and live synthetic files.
+
+mod common;
+
+use common::*;
+use poolside_cli::reader;
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn skips_bad_files_with_one_warning_each_and_keeps_them() {
+    let dir = temp_dir("malformed");
+    let me = std::process::id();
+    // Garbage named for a live process (ours).
+    let garbage = write(&dir, me, b"this is not a stats file at all, just text....");
+    let out = reader::scan(&dir).unwrap();
+    assert!(out.processes.is_empty());
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(out.warnings[0].contains("bad magic"), "{:?}", out.warnings);
+    assert!(garbage.exists(), "a live process's file is never removed");
+
+    // Foreign version.
+    let mut f = stats_file(me);
+    f.version = 99;
+    write(&dir, me, bytes(&f));
+    let out = reader::scan(&dir).unwrap();
+    assert!(
+        out.warnings[0].contains("layout version 99"),
+        "{:?}",
+        out.warnings
+    );
+
+    // Truncated after a valid prefix.
+    let f = stats_file(me);
+    write(&dir, me, &bytes(&f)[..4096]);
+    let out = reader::scan(&dir).unwrap();
+    assert!(out.warnings[0].contains("truncated"), "{:?}", out.warnings);
+    assert_eq!(out.warnings.len(), 1);
+
+    // Files of other users and other names are not ours to judge.
+    std::fs::write(dir.join(format!("poolside-{}-{me}", uid() + 1)), b"x").unwrap();
+    std::fs::write(dir.join("unrelated"), b"x").unwrap();
+    std::fs::remove_file(path(&dir, me)).unwrap();
+    let out = reader::scan(&dir).unwrap();
+    assert!(
+        out.warnings.is_empty() && out.processes.is_empty(),
+        "{out:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn refuses_symlinks() {
+    let dir = temp_dir("symlink");
+    let me = std::process::id();
+    let target = dir.join("real");
+    std::fs::write(&target, bytes(&stats_file(me))).unwrap();
+    std::os::unix::fs::symlink(&target, path(&dir, me)).unwrap();
+    let out = reader::scan(&dir).unwrap();
+    assert!(out.processes.is_empty());
+    assert!(
+        out.warnings[0].contains("symbolic link"),
+        "{:?}",
+        out.warnings
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn removes_stale_files() {
+    let dir = temp_dir("stale");
+    // A dead process, with a valid file and with garbage.
+    let dead = dead_pid();
+    let p1 = write(&dir, dead, bytes(&stats_file(dead)));
+    let out = reader::scan(&dir).unwrap();
+    assert!(!p1.exists());
+    assert!(
+        out.warnings[0].contains("process has exited"),
+        "{:?}",
+        out.warnings
+    );
+    let p2 = write(&dir, dead, b"junk");
+    reader::scan(&dir).unwrap();
+    assert!(!p2.exists(), "garbage named for a dead PID is stale too");
+
+    // Our PID, but a different start time: the PID was reused.
+    let me = std::process::id();
+    let mut f = stats_file(me);
+    f.start_ticks += 1;
+    let p3 = write(&dir, me, bytes(&f));
+    let out = reader::scan(&dir).unwrap();
+    assert!(!p3.exists());
+    assert!(out.warnings[0].contains("reused"), "{:?}", out.warnings);
+
+    // Our PID and start time, but we do not map it (an exec left it behind).
+    let p4 = write(&dir, me, bytes(&stats_file(me)));
+    let out = reader::scan(&dir).unwrap();
+    assert!(!p4.exists(), "{out:?}");
+    assert!(
+        out.warnings[0].contains("no longer maps"),
+        "{:?}",
+        out.warnings
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn reads_live_file_exactly() {
+    let dir = temp_dir("live");
+    let me = std::process::id();
+    let mut f = stats_file(me);
+    f.host.reserved_bytes = 1 << 20;
+    f.host.classes[3].block_size = 32;
+    f.host.classes[3].allocs = 10;
+    f.host.classes[3].hits = 9;
+    f.host.classes[3].misses = 1;
+    f.host.classes[3].live_bytes = 320;
+    f.devices[1].present = 1;
+    f.devices[1].device = 1;
+    f.devices[1].reserved_bytes.current = 4096;
+    f.devices[1].allocated_bytes.current = 1024;
+    let p = write(&dir, me, bytes(&f));
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let _keep = Mapped::new(&p);
+    let out = reader::scan(&dir).unwrap();
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    let s = &out.processes[0];
+    assert_eq!(s.pid, me);
+    assert_eq!(s.cmdline, ["synthetic", "--flag"]);
+    let r = poolside_cli::report::build::process(s, true);
+    assert_eq!(r.host.live_bytes, 320);
+    assert_eq!((r.host.hits, r.host.misses), (9, 1));
+    assert_eq!(r.host.hit_rate, Some(0.9));
+    assert_eq!(
+        r.host.fragmentation,
+        Some(1.0 - 320.0 / (1u64 << 20) as f64)
+    );
+    assert_eq!(r.devices.len(), 1);
+    assert_eq!(r.devices[0].name, "cuda:1");
+    assert_eq!(r.devices[0].fragmentation, Some(0.75));
+    assert_eq!(r.classes.as_ref().unwrap().len(), 1);
+    assert_eq!(reader::read_pid(&dir, me).unwrap().pid, me);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn explains_pids_without_statistics() {
+    let dir = temp_dir("nopid");
+    let e = reader::read_pid(&dir, std::process::id()).unwrap_err();
+    assert!(e.contains("is not a poolside process"), "{e}");
+    let e = reader::read_pid(&dir, dead_pid()).unwrap_err();
+    assert!(e.contains("no process"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
