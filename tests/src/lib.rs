@@ -1,2 +1,3 @@
 //! Helpers shared by the cross-crate tests.
 pub mod build;
+pub mod preload;
