@@ -13,7 +13,11 @@ fn library() -> PathBuf {
 
 fn compile(compiler: &str, src: &str, extra: &[&str]) -> Option<PathBuf> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::temp_dir().join(format!("poolside-{}-{}", std::process::id(), src.replace('.', "_")));
+    let out = std::env::temp_dir().join(format!(
+        "poolside-{}-{}",
+        std::process::id(),
+        src.replace('.', "_")
+    ));
     let st = Command::new(compiler)
         .arg(here.join("tests/c").join(src))
         .arg("-I")
@@ -43,23 +47,34 @@ fn run(prog: &Path) -> String {
         .env_remove("PYTORCH_CUDA_ALLOC_CONF")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{}: {text}", prog.display());
     text
 }
 
 #[test]
 fn c_program_calls_every_export_by_name() {
-    let Some(prog) = compile("cc", "dlopen_sim.c", &["-std=c11"]) else { return };
+    let Some(prog) = compile("cc", "dlopen_sim.c", &["-std=c11"]) else {
+        return;
+    };
     assert!(run(&prog).contains("dlopen_sim: ok"));
     std::fs::remove_file(prog).ok();
 }
 
 #[test]
 fn out_of_memory_reaches_cpp_as_an_exception() {
-    let Some(prog) = compile("c++", "oom_throw.cpp", &["-std=c++17"]) else { return };
+    let Some(prog) = compile("c++", "oom_throw.cpp", &["-std=c++17"]) else {
+        return;
+    };
     let text = run(&prog);
-    assert!(text.contains("oom_throw: ok: CUDA out of memory."), "{text}");
+    assert!(
+        text.contains("oom_throw: ok: CUDA out of memory."),
+        "{text}"
+    );
     assert!(text.contains("invalid device 9"), "{text}");
     std::fs::remove_file(prog).ok();
 }

@@ -27,7 +27,10 @@ fn transformer_training_with_varying_sequence_lengths() {
     let pickle = transformer_training(30, 42).pickle();
     let (r, res, alloc) = ratio(&pickle, "");
     println!("training: reserved {res} allocated {alloc} ratio {r:.4}");
-    assert!(r <= 1.05, "peak reserved {res} > 1.05 x peak allocated {alloc}");
+    assert!(
+        r <= 1.05,
+        "peak reserved {res} > 1.05 x peak allocated {alloc}"
+    );
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn inference_with_a_growing_kv_cache() {
     let pickle = kv_cache_inference(300, 7).pickle();
     let (r, res, alloc) = ratio(&pickle, "");
     println!("kv cache: reserved {res} allocated {alloc} ratio {r:.4}");
-    assert!(r <= 1.05, "peak reserved {res} > 1.05 x peak allocated {alloc}");
+    assert!(
+        r <= 1.05,
+        "peak reserved {res} > 1.05 x peak allocated {alloc}"
+    );
 }
 
 #[test]

@@ -52,7 +52,10 @@ fn random_workload_keeps_blocks_disjoint_aligned_and_counted() {
         }
         let s = pool.stats();
         assert_eq!(s.allocations.current, live.len() as u64);
-        assert_eq!(s.requested_bytes.current, live.iter().map(|l| l.1 as u64).sum::<u64>());
+        assert_eq!(
+            s.requested_bytes.current,
+            live.iter().map(|l| l.1 as u64).sum::<u64>()
+        );
         for (p, _) in live {
             pool.free(p).unwrap();
         }
@@ -69,7 +72,11 @@ fn freed_block_is_reused_at_once_on_its_stream_only() {
     let (_d, pool) = setup(1024, "");
     let a = pool.malloc(4 * MIB, 1).unwrap();
     pool.free(a).unwrap();
-    assert_eq!(pool.malloc(4 * MIB, 1).unwrap(), a, "same stream reuses at once");
+    assert_eq!(
+        pool.malloc(4 * MIB, 1).unwrap(),
+        a,
+        "same stream reuses at once"
+    );
     let b = pool.malloc(4 * MIB, 2).unwrap();
     assert_ne!(a, b, "another stream has its own memory");
     let s = pool.malloc(1000, 1).unwrap();
@@ -149,7 +156,9 @@ fn oom_releases_cache_then_reports_like_pytorch() {
     assert_eq!(s.ooms, 0);
     // Now nothing can free 40 MiB more.
     let err = pool.malloc(40 * MIB, 2).unwrap_err();
-    let AllocError::OutOfMemory(msg) = err else { panic!("{err:?}") };
+    let AllocError::OutOfMemory(msg) = err else {
+        panic!("{err:?}")
+    };
     assert!(msg.starts_with("CUDA out of memory. Tried to allocate 40.00 MiB. GPU 0 has a total capacity of 100.00 MiB of which 20.00 MiB is free."), "{msg}");
     assert!(msg.contains("80.00 MiB is allocated by poolside"), "{msg}");
     let s = pool.stats();
@@ -187,7 +196,10 @@ fn small_pool_oom_and_memory_fraction() {
         match pool.malloc(MIB, 0) {
             Ok(p) => blocks.push(p),
             Err(AllocError::OutOfMemory(m)) => {
-                assert!(m.contains("limited to 16.00 MiB by the memory fraction"), "{m}");
+                assert!(
+                    m.contains("limited to 16.00 MiB by the memory fraction"),
+                    "{m}"
+                );
                 break;
             }
             Err(e) => panic!("{e:?}"),
@@ -204,7 +216,16 @@ fn small_pool_oom_and_memory_fraction() {
 
 #[test]
 fn every_injected_driver_failure_leaves_the_pool_consistent() {
-    let calls = [SimCall::Reserve, SimCall::Map, SimCall::Malloc, SimCall::Unmap, SimCall::Free, SimCall::Synchronize, SimCall::MemInfo, SimCall::Release];
+    let calls = [
+        SimCall::Reserve,
+        SimCall::Map,
+        SimCall::Malloc,
+        SimCall::Unmap,
+        SimCall::Free,
+        SimCall::Synchronize,
+        SimCall::MemInfo,
+        SimCall::Release,
+    ];
     for conf in ["", "expandable_segments:false"] {
         for &call in &calls {
             for code in [CUDA_ERROR_OUT_OF_MEMORY, CUDA_ERROR_LAUNCH_FAILED] {
@@ -212,10 +233,17 @@ fn every_injected_driver_failure_leaves_the_pool_consistent() {
                     let (driver, pool) = setup(512, conf);
                     driver.inject(call, skip, 2, code);
                     let mut live = Vec::new();
-                    for (i, size) in [100usize, 3 * MIB, 700_000, 30 * MIB, 5000, 12 * MIB].iter().cycle().take(24).enumerate() {
+                    for (i, size) in [100usize, 3 * MIB, 700_000, 30 * MIB, 5000, 12 * MIB]
+                        .iter()
+                        .cycle()
+                        .take(24)
+                        .enumerate()
+                    {
                         match pool.malloc(*size, (i % 2) as u64) {
                             Ok(p) => live.push(p),
-                            Err(AllocError::OutOfMemory(m)) => assert!(m.starts_with("CUDA out of memory. Tried to allocate")),
+                            Err(AllocError::OutOfMemory(m)) => {
+                                assert!(m.starts_with("CUDA out of memory. Tried to allocate"))
+                            }
                             Err(AllocError::Driver(m)) => assert!(m.contains("failed"), "{m}"),
                         }
                         if i % 5 == 4 {
@@ -224,7 +252,8 @@ fn every_injected_driver_failure_leaves_the_pool_consistent() {
                             }
                             pool.empty_cache();
                         }
-                        pool.check().unwrap_or_else(|e| panic!("{call:?} {code} {skip} {conf}: {e}"));
+                        pool.check()
+                            .unwrap_or_else(|e| panic!("{call:?} {code} {skip} {conf}: {e}"));
                     }
                     driver.clear_faults();
                     for p in live {
@@ -267,7 +296,10 @@ fn max_split_size_keeps_big_cached_blocks_whole() {
     pool.free(near).unwrap();
     let fits = pool.malloc(190 * MIB, 0).unwrap();
     assert_eq!(fits, big, "within 20 MiB of its size");
-    assert_eq!(pool.base_alloc(fits + 100).unwrap(), (big, 200 * MIB as u64));
+    assert_eq!(
+        pool.base_alloc(fits + 100).unwrap(),
+        (big, 200 * MIB as u64)
+    );
     pool.check().unwrap();
 }
 
@@ -283,7 +315,11 @@ fn threads_hammering_one_pool() {
                 let mut live = Vec::new();
                 for _ in 0..3000 {
                     if rng(&mut x) % 2 == 0 || live.is_empty() {
-                        let size = if rng(&mut x) % 4 == 0 { 2 * MIB + (rng(&mut x) % (8 * MIB as u64)) as usize } else { (rng(&mut x) % 100_000) as usize + 1 };
+                        let size = if rng(&mut x) % 4 == 0 {
+                            2 * MIB + (rng(&mut x) % (8 * MIB as u64)) as usize
+                        } else {
+                            (rng(&mut x) % 100_000) as usize + 1
+                        };
                         live.push(pool.malloc(size, t % 2).unwrap());
                     } else {
                         let k = rng(&mut x) as usize % live.len();

@@ -29,7 +29,12 @@ fn real_device_pool_allocates_frees_and_empties() {
         cfg.apply("TEST", conf, true);
         let pool = DevicePool::new(d.clone(), 0, &cfg).unwrap();
         let mut live = Vec::new();
-        for (i, size) in [1000usize, 3 << 20, 700_000, 64 << 20, 100].iter().cycle().take(50).enumerate() {
+        for (i, size) in [1000usize, 3 << 20, 700_000, 64 << 20, 100]
+            .iter()
+            .cycle()
+            .take(50)
+            .enumerate()
+        {
             let p = pool.malloc(*size, 0).unwrap();
             assert_eq!(p % 512, 0);
             live.push(p);
@@ -52,7 +57,9 @@ fn real_device_oom_is_reported_and_survived() {
     let pool = DevicePool::new(d.clone(), 0, &PluginConfig::default()).unwrap();
     let (_, total) = d.mem_info(0).unwrap();
     match pool.malloc(2 * total as usize, 0) {
-        Err(AllocError::OutOfMemory(m)) => assert!(m.starts_with("CUDA out of memory. Tried to allocate")),
+        Err(AllocError::OutOfMemory(m)) => {
+            assert!(m.starts_with("CUDA out of memory. Tried to allocate"))
+        }
         other => panic!("{other:?}"),
     }
     pool.check().unwrap();

@@ -100,7 +100,12 @@ impl DeviceSource {
     /// Bytes of stuck pages and chunks (still held from the driver, not in the pool).
     pub fn stuck_bytes(&self) -> u64 {
         self.stuck.lock().len() as u64 * self.granularity as u64
-            + self.stuck_chunks.lock().iter().map(|c| c.1 as u64).sum::<u64>()
+            + self
+                .stuck_chunks
+                .lock()
+                .iter()
+                .map(|c| c.1 as u64)
+                .sum::<u64>()
     }
 }
 

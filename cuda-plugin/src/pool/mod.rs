@@ -67,7 +67,8 @@ enum Attempt {
 
 struct State {
     budget: Arc<Budget>,
-    streams: Vec<StreamPool>,
+    /// Boxed: a stream pool holds the small pool's chunk table (tens of KiB).
+    streams: Vec<Box<StreamPool>>,
     live: LiveMap,
     pending: Vec<Pending>,
     stats: DeviceSection,
@@ -171,10 +172,16 @@ impl DevicePool {
         } else {
             self.cfg.round_size(size) as u64
         };
+        let misses_before = st.stats.misses;
         for step in 0..3 {
             match self.attempt(&mut st, idx, size, rounded) {
                 Attempt::Ok(p) => {
-                    self.publish(&mut st);
+                    if step == 0 && st.stats.misses == misses_before {
+                        // Served from the cache: only the block gauges changed.
+                        Self::publish_gauges(&mut st);
+                    } else {
+                        self.publish(&mut st);
+                    }
                     return Ok(p);
                 }
                 Attempt::Failed(e) => {
@@ -275,10 +282,19 @@ impl DevicePool {
     }
 
     /// The index of `stream`'s pool, made on first use.
+    #[inline]
     fn stream_index(&self, st: &mut State, stream: StreamId) -> Result<usize, String> {
         if let Some(i) = st.streams.iter().position(|p| p.stream == stream) {
             return Ok(i);
         }
+        self.add_stream(st, stream)
+    }
+
+    /// Makes `stream`'s pool. Out of line: the pool is large, and keeping it out of
+    /// `malloc`'s stack frame keeps the fast path free of stack probes.
+    #[cold]
+    #[inline(never)]
+    fn add_stream(&self, st: &mut State, stream: StreamId) -> Result<usize, String> {
         let p = StreamPool::new(
             &self.driver,
             self.dev,
@@ -288,7 +304,7 @@ impl DevicePool {
             self.granularity,
             self.reserve_bytes,
         )?;
-        st.streams.push(p);
+        st.streams.push(Box::new(p));
         Ok(st.streams.len() - 1)
     }
 
@@ -306,6 +322,8 @@ impl DevicePool {
         };
         if live.uses.is_empty() {
             self.return_block(&mut st, ptr, &live);
+            Self::publish_gauges(&mut st);
+            return Ok(());
         } else {
             let mut events = Vec::with_capacity(live.uses.len());
             let mut failed = false;
@@ -544,6 +562,18 @@ impl DevicePool {
     /// Blocks waiting for events.
     pub fn pending(&self) -> usize {
         self.state.lock().pending.len()
+    }
+
+    /// After an operation that changed only live blocks (no device memory): refreshes
+    /// the one derived figure that depends on them and copies the section out.
+    #[inline]
+    fn publish_gauges(st: &mut State) {
+        let s = &mut st.stats;
+        s.cached_free_bytes = s
+            .reserved_bytes
+            .current
+            .saturating_sub(s.active_bytes.current);
+        stats::publish(s);
     }
 
     /// Refreshes the derived figures and copies them to the shared stats file.

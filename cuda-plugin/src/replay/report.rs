@@ -68,7 +68,9 @@ pub fn pytorch_figures(traces: &[DeviceTrace]) -> Theirs {
         // The state when recording began: what the dump shows, less the trace's changes.
         let start_alloc = (t.end_allocated as i128 - alloc).max(0);
         let start_res = (t.end_reserved as i128 - res).max(0);
-        out.peak_allocated_bytes = out.peak_allocated_bytes.max((start_alloc + peak_alloc) as u64);
+        out.peak_allocated_bytes = out
+            .peak_allocated_bytes
+            .max((start_alloc + peak_alloc) as u64);
         out.peak_reserved_bytes = out.peak_reserved_bytes.max((start_res + peak_res) as u64);
     }
     out
@@ -110,13 +112,48 @@ pub fn text(ours: &Figures, theirs: &Theirs) -> String {
     let row = |s: &mut String, name: &str, a: String, b: String| {
         *s += &format!("{name:<24}{a:>18}{b:>18}\n");
     };
-    row(&mut s, "peak allocated", format_size(ours.peak_allocated_bytes), format_size(theirs.peak_allocated_bytes));
-    row(&mut s, "peak reserved", format_size(ours.peak_reserved_bytes), format_size(theirs.peak_reserved_bytes));
-    row(&mut s, "fragmentation", format!("{:.2}%", 100.0 * ours.fragmentation()), format!("{:.2}%", 100.0 * theirs.fragmentation()));
-    row(&mut s, "hit rate", format!("{:.2}%", 100.0 * ours.hit_rate()), format!("{:.2}%", 100.0 * theirs.hit_rate()));
-    row(&mut s, "ns per operation", format!("{:.0}", ours.ns_per_op), "-".into());
-    row(&mut s, "allocations", ours.allocs.to_string(), theirs.allocs.to_string());
-    row(&mut s, "out of memory", ours.ooms.to_string(), theirs.ooms.to_string());
+    row(
+        &mut s,
+        "peak allocated",
+        format_size(ours.peak_allocated_bytes),
+        format_size(theirs.peak_allocated_bytes),
+    );
+    row(
+        &mut s,
+        "peak reserved",
+        format_size(ours.peak_reserved_bytes),
+        format_size(theirs.peak_reserved_bytes),
+    );
+    row(
+        &mut s,
+        "fragmentation",
+        format!("{:.2}%", 100.0 * ours.fragmentation()),
+        format!("{:.2}%", 100.0 * theirs.fragmentation()),
+    );
+    row(
+        &mut s,
+        "hit rate",
+        format!("{:.2}%", 100.0 * ours.hit_rate()),
+        format!("{:.2}%", 100.0 * theirs.hit_rate()),
+    );
+    row(
+        &mut s,
+        "ns per operation",
+        format!("{:.0}", ours.ns_per_op),
+        "-".into(),
+    );
+    row(
+        &mut s,
+        "allocations",
+        ours.allocs.to_string(),
+        theirs.allocs.to_string(),
+    );
+    row(
+        &mut s,
+        "out of memory",
+        ours.ooms.to_string(),
+        theirs.ooms.to_string(),
+    );
     s += &format!(
         "{} free(s) of addresses allocated before the recording began were skipped.\n",
         ours.unknown_frees

@@ -99,6 +99,10 @@ pub fn replay(traces: &[DeviceTrace], cfg: &PluginConfig) -> Result<Figures, Str
         f.ooms += s.ooms;
         f.alloc_retries += s.alloc_retries;
     }
-    f.ns_per_op = if ops == 0 { 0.0 } else { ns as f64 / ops as f64 };
+    f.ns_per_op = if ops == 0 {
+        0.0
+    } else {
+        ns as f64 / ops as f64
+    };
     Ok(f)
 }

@@ -59,7 +59,10 @@ impl TraceWriter {
     pub fn pickle(self) -> Vec<u8> {
         let mut top = BTreeMap::new();
         top.insert(s("segments"), Value::List(vec![]));
-        top.insert(s("device_traces"), Value::List(vec![Value::List(self.entries)]));
+        top.insert(
+            s("device_traces"),
+            Value::List(vec![Value::List(self.entries)]),
+        );
         serde_pickle::value_to_vec(&Value::Dict(top), SerOptions::new()).unwrap()
     }
 }
@@ -82,7 +85,12 @@ pub fn transformer_training(steps: usize, seed: u64) -> TraceWriter {
     let (layers, hidden) = (12u64, 1024u64);
     let mut persistent = Vec::new();
     for _ in 0..layers {
-        for size in [4 * hidden * hidden * 2, 4 * hidden * 4 * hidden * 2 / 4, hidden * 2, hidden * 4 * 2] {
+        for size in [
+            4 * hidden * hidden * 2,
+            4 * hidden * 4 * hidden * 2 / 4,
+            hidden * 2,
+            hidden * 4 * 2,
+        ] {
             persistent.push(t.alloc(size, 0));
         }
     }
