@@ -7,16 +7,19 @@
 //! with one CAS; the owner drains that stack on its slow path.
 //!
 //! Page states: in the bin list (has or may get free blocks), or `FULL` (no free block,
-//! moved to the class's full list; the next local free moves it back). A page whose last block comes back is
-//! returned to the arena, unless it is the bin's current page, which is kept so that an
-//! alloc/free loop does not bounce spans through the arena lock.
+//! moved to the class's full list; the next local free moves it back). A page whose last
+//! block comes back is returned to the arena, unless it is the bin's current page, which is
+//! kept so that an alloc/free loop does not bounce spans through the arena lock. An idle
+//! sweep (one class per slow path) returns a kept empty page once its class has seen no
+//! allocation for a whole sweep round, so a buffer grown by realloc through many classes
+//! leaves nothing behind.
 //!
 //! When a thread exits, its heap keeps its pages, returns the empty ones, and is parked;
 //! the next new thread adopts it. So a program that starts and ends 100,000 threads uses a
 //! handful of heaps, and its RSS stays flat.
 
 use super::arena::ARENA;
-use super::page::{Block, Page, FULL, IN_USE};
+use super::page::{Block, Page, FULL, IN_USE, KEEP_EMPTY};
 use super::stats::{self, LocalCounters};
 use super::{init, pagemap, tls, UNIT_SIZE};
 use crate::size_class::{class_size, NUM_CLASSES};
@@ -25,6 +28,10 @@ use crate::sys::SpinLock;
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// Blocks above this size do not keep an empty current page: the page goes to the heap's
+/// single spare slot instead, so a thread holds at most one empty big span.
+const KEEP_EMPTY_MAX: usize = 128 * 1024;
 
 /// Bytes carved onto a free list at a time (at least one block).
 const EXTEND_BYTES: usize = 16 * 1024;
@@ -42,11 +49,17 @@ pub struct Heap {
     tails: [*mut Page; NUM_CLASSES],
     /// Pages with no free block, per class (doubly linked through `next`/`prev`).
     full: [*mut Page; NUM_CLASSES],
+    /// One empty span of a big class, kept for the next big allocation.
+    spare: *mut Page,
     pub counters: [LocalCounters; NUM_CLASSES],
     folded: [LocalCounters; NUM_CLASSES],
     span_bytes: stats::SpanBytes,
     span_bytes_folded: stats::SpanBytes,
     ticks: u32,
+    /// Next class the idle sweep looks at.
+    sweep: u32,
+    /// `counters[c].allocs` when the sweep last looked at class c.
+    sweep_allocs: [u64; NUM_CLASSES],
     /// When the counters were last folded (coarse ms).
     folded_at: u64,
     /// Next heap in the parked list.
@@ -82,10 +95,16 @@ pub static HEAPS: SpinLock<Pool> = SpinLock::new(Pool {
     abandoned: 0,
 });
 
-/// Span length in units for class `c`: at least 8 blocks up to 64 KiB blocks, 4 above.
+/// Span length in units for class `c`: at least 8 blocks up to 32 KiB blocks, 4 up to
+/// 128 KiB, 2 above (a span of a big class mostly serves one buffer at a time; more blocks
+/// would only hold memory).
 pub fn span_units(c: usize) -> usize {
     let bs = class_size(c);
-    let blocks = if bs <= 64 * 1024 { 8 } else { 4 };
+    let blocks = match bs {
+        0..=32_768 => 8,
+        32_769..=131_072 => 4,
+        _ => 2,
+    };
     (bs * blocks).div_ceil(UNIT_SIZE).max(1)
 }
 
@@ -161,6 +180,10 @@ pub unsafe fn abandon(heap: *mut Heap) {
 /// # Safety
 /// `heap` is the calling thread's heap.
 pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
+    if all {
+        // SAFETY: forwarded.
+        unsafe { release_spare(heap) };
+    }
     for c in 0..NUM_CLASSES {
         // SAFETY: the heap and its pages belong to this thread.
         unsafe {
@@ -218,6 +241,7 @@ pub unsafe fn fold(heap: *mut Heap) {
 unsafe fn tick(heap: *mut Heap) {
     // SAFETY: forwarded.
     unsafe {
+        sweep_one(heap);
         (*heap).ticks += 1;
         if (*heap).ticks >= TICKS_PER_CHECK {
             (*heap).ticks = 0;
@@ -228,6 +252,35 @@ unsafe fn tick(heap: *mut Heap) {
                 }
             }
         }
+    }
+}
+
+/// Looks at one class: its current page is returned to the arena if it is empty and the
+/// class saw no allocation since the sweep last came by (a whole round of slow paths ago).
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+unsafe fn sweep_one(heap: *mut Heap) {
+    // SAFETY: the heap and its pages are this thread's.
+    unsafe {
+        let h = &mut *heap;
+        let c = h.sweep as usize;
+        h.sweep = if c + 1 == NUM_CLASSES {
+            0
+        } else {
+            c as u32 + 1
+        };
+        let allocs = h.counters[c].allocs;
+        let page = h.bins[c];
+        if page != sentinel()
+            && (*page).used == 0
+            && (*page).next.is_null()
+            && h.sweep_allocs[c] == allocs
+        {
+            unlink(heap, c, page);
+            retire(heap, page);
+        }
+        h.sweep_allocs[c] = allocs;
     }
 }
 
@@ -280,6 +333,13 @@ pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
     }
     // SAFETY: the heap is this thread's; pages in its bins are its own.
     unsafe {
+        // The common case first, with no housekeeping: the current page's own frees refill
+        // its free list (every few allocations for big blocks in an alloc/free loop).
+        let page = (*heap).bins[c];
+        if !(*page).local_free.is_null() {
+            (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
+            return pop(heap, page, c, size);
+        }
         drain_remote(heap);
         tick(heap);
         loop {
@@ -303,13 +363,20 @@ pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
             full_push(heap, c, page);
         }
         let units = span_units(c);
-        let Some(span) = ARENA.lock().alloc_span(units) else {
-            return ptr::null_mut();
+        let spare = (*heap).spare;
+        let page = if !spare.is_null() && (*spare).units as usize == units {
+            (*heap).spare = ptr::null_mut();
+            spare
+        } else {
+            let Some(span) = ARENA.lock().alloc_span(units) else {
+                return ptr::null_mut();
+            };
+            (*heap).counters[c].misses += 1;
+            span.page
         };
-        let page = span.page;
-        (*page).init_small(heap, c, class_size(c), units * UNIT_SIZE);
+        let bs = class_size(c);
+        (*page).init_small(heap, c, bs, units * UNIT_SIZE, bs <= KEEP_EMPTY_MAX);
         push_front(heap, c, page);
-        (*heap).counters[c].misses += 1;
         (*heap).span_bytes[c] += (units * UNIT_SIZE) as u64;
         (*page).extend(EXTEND_BYTES);
         pop(heap, page, c, size)
@@ -331,7 +398,10 @@ pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
         (*page).used = used;
         // An empty current page stays put (an alloc/free loop must not bounce it through
         // the arena); any other empty page, or a full one getting a block back, needs work.
-        if (*page).flags & FULL != 0 || (used == 0 && (*heap).bins[(*page).class as usize] != page)
+        let flags = (*page).flags;
+        if flags & FULL != 0
+            || (used == 0
+                && (flags & KEEP_EMPTY == 0 || (*heap).bins[(*page).class as usize] != page))
         {
             free_local_slow(heap, page);
         }
@@ -349,9 +419,14 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
             full_unlink(heap, c, page);
             push_back(heap, c, page);
         }
-        if (*page).used == 0 && (*heap).bins[c] != page {
-            unlink(heap, c, page);
-            retire(heap, page);
+        if (*page).used == 0 {
+            if (*page).flags & KEEP_EMPTY == 0 {
+                unlink(heap, c, page);
+                stash_spare(heap, page);
+            } else if (*heap).bins[c] != page {
+                unlink(heap, c, page);
+                retire(heap, page);
+            }
         }
     }
 }
@@ -399,15 +474,47 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
     }
 }
 
+/// Keeps an empty big span in the spare slot, returning the previous spare to the arena.
+unsafe fn stash_spare(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: the page is empty, unlinked and owned by this thread's heap.
+    unsafe {
+        release_spare(heap);
+        let k = &mut (*heap).span_bytes[(*page).class as usize];
+        *k = k.wrapping_sub((*page).units as u64 * UNIT_SIZE as u64);
+        (*heap).spare = page;
+    }
+}
+
+/// Returns the spare span, if any, to the arena.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or a parked heap under the pool lock).
+pub unsafe fn release_spare(heap: *mut Heap) {
+    // SAFETY: forwarded; the spare is empty and in no list.
+    unsafe {
+        let old = core::mem::replace(&mut (*heap).spare, ptr::null_mut());
+        if !old.is_null() {
+            release_span(old);
+        }
+    }
+}
+
+unsafe fn release_span(page: *mut Page) {
+    // SAFETY: the span is empty and referenced by nothing.
+    unsafe {
+        (*page).heap = ptr::null_mut();
+        (*page).flags = 0;
+        ARENA.lock().free_span(page);
+    }
+}
+
 unsafe fn retire(heap: *mut Heap, page: *mut Page) {
     // SAFETY: the page is empty and unlinked; nobody references its blocks. The heap is
     // the page's owner, run by this thread.
     unsafe {
         let k = &mut (*heap).span_bytes[(*page).class as usize];
         *k = k.wrapping_sub((*page).units as u64 * UNIT_SIZE as u64);
-        (*page).heap = ptr::null_mut();
-        (*page).flags = 0;
-        ARENA.lock().free_span(page);
+        release_span(page);
     }
 }
 
@@ -500,7 +607,8 @@ mod tests {
     fn spans_hold_enough_blocks() {
         for c in 0..NUM_CLASSES {
             let blocks = span_units(c) * UNIT_SIZE / class_size(c);
-            assert!(blocks >= 4, "class {c}");
+            let want = if class_size(c) <= 131_072 { 4 } else { 2 };
+            assert!(blocks >= want, "class {c}");
             assert!(span_units(c) <= super::super::UNITS / 4);
         }
     }

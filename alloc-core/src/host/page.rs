@@ -24,6 +24,9 @@ pub const LARGE_OWNER: *mut Heap = 1 as *mut Heap;
 pub const IN_USE: u8 = 1;
 /// Flag: a small span with no free block, unlinked from its heap's bin.
 pub const FULL: u8 = 2;
+/// Flag: a small span that stays its bin's current page when it empties (small blocks; a
+/// big one goes to the heap's spare slot instead).
+pub const KEEP_EMPTY: u8 = 4;
 
 /// Metadata of one span, kept at the span's first unit.
 #[repr(C)]
@@ -43,8 +46,6 @@ pub struct Page {
     /// Size class (small spans).
     pub class: u16,
     pub flags: u8,
-    /// Whether the uncarved part of the span is known to read as zero.
-    pub fresh: u8,
     /// Length of the span in units.
     pub units: u32,
     /// Blocks carved so far.
@@ -72,7 +73,6 @@ impl Page {
         heap: ptr::null_mut(),
         class: 0,
         flags: 0,
-        fresh: 0,
         units: 0,
         capacity: 0,
         reserved: 0,
@@ -84,14 +84,25 @@ impl Page {
     };
 
     /// Prepares a head page for blocks of `block_size` owned by `heap`.
-    pub fn init_small(&mut self, heap: *mut Heap, class: usize, block_size: usize, bytes: usize) {
+    pub fn init_small(
+        &mut self,
+        heap: *mut Heap,
+        class: usize,
+        block_size: usize,
+        bytes: usize,
+        keep_empty: bool,
+    ) {
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
         self.used = 0;
         self.block_size = block_size as u32;
         self.heap = heap;
         self.class = class as u16;
-        self.flags = IN_USE;
+        self.flags = if keep_empty {
+            IN_USE | KEEP_EMPTY
+        } else {
+            IN_USE
+        };
         self.capacity = 0;
         self.reserved = (bytes / block_size) as u32;
         self.next = ptr::null_mut();
