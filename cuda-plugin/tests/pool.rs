@@ -356,3 +356,42 @@ fn stats_track_peaks_and_reset() {
     assert_eq!(pool.stats().allocated_bytes.peak, 1024);
     pool.free(b).unwrap();
 }
+
+#[test]
+fn event_query_and_sync_failures_fall_back_to_synchronize() {
+    for call in [SimCall::QueryEvent, SimCall::SyncEvent] {
+        let (driver, pool) = setup(100, "");
+        let a = pool.malloc(60 * MIB, 1).unwrap();
+        pool.record_stream(a, 2).unwrap();
+        pool.free(a).unwrap();
+        driver.inject(call, 0, 1, CUDA_ERROR_LAUNCH_FAILED);
+        // A query happens at the next malloc, a sync at empty_cache (or OOM step 2).
+        let b = pool.malloc(MIB * 2, 1).unwrap();
+        pool.empty_cache();
+        assert_eq!(pool.pending(), 0, "{call:?}");
+        assert_eq!(driver.live_events(), 0);
+        pool.free(b).unwrap();
+        pool.check().unwrap();
+    }
+}
+
+#[test]
+fn shared_stats_section_follows_the_pool() {
+    // Device 1: the section in this process's stats (process memory, or the file).
+    let driver = Arc::new(SimDriver::new(2, 1 << 30));
+    let pool = DevicePool::new(driver, 1, &PluginConfig::default()).unwrap();
+    let p = pool.malloc(5 * MIB, 0).unwrap();
+    let sec = alloc_core::stats::shm::device_section(1);
+    // SAFETY: the section is valid for the life of the process; the pool is idle.
+    let copy = unsafe { alloc_core::stats::seqlock::read(sec, 100) }.unwrap();
+    assert_eq!(copy.present, 1);
+    assert_eq!(copy.allocated_bytes.current, 5 * MIB as u64);
+    assert_eq!(
+        copy.reserved_bytes.current,
+        pool.stats().reserved_bytes.current
+    );
+    pool.free(p).unwrap();
+    let copy = unsafe { alloc_core::stats::seqlock::read(sec, 100) }.unwrap();
+    assert_eq!(copy.allocated_bytes.current, 0);
+    assert_eq!(copy.allocated_bytes.peak, 5 * MIB as u64);
+}

@@ -364,7 +364,7 @@ impl DevicePool {
                 let _ = pool.small.free(p);
             }
         } else {
-            pool.large.release(ptr);
+            pool.free_large(ptr, live.size);
         }
         let s = &mut st.stats;
         s.requested_bytes.current -= live.requested;
@@ -625,7 +625,7 @@ impl DevicePool {
             };
             committed += pool.large_reserved() + pool.small.source().stuck_bytes();
             for (a, r) in pool.large.ranges() {
-                if r.free {
+                if r.free || pool.recent.iter().any(|&(p, s)| p == a && s == r.size) {
                     continue;
                 }
                 let Some(l) = st

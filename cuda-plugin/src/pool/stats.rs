@@ -63,6 +63,29 @@ pub fn reset_peaks(s: &mut DeviceSection) {
     }
 }
 
+/// Copies the words from `requested_bytes` through `misses` (what a cache hit or an
+/// immediate free changes) into the shared section.
+#[inline]
+pub fn publish_gauges(s: &DeviceSection) {
+    let dst = shm::device_section(s.device as usize);
+    if dst.is_null() || s.device < 0 {
+        return;
+    }
+    let base = s as *const DeviceSection as usize;
+    let first = (core::ptr::addr_of!(s.requested_bytes) as usize - base) / 8;
+    let last = (core::ptr::addr_of!(s.misses) as usize - base) / 8;
+    let src = s as *const DeviceSection as *const u64;
+    let dst = dst as *mut u64;
+    // SAFETY: as in `publish`; first..=last are word indexes inside the section.
+    unsafe {
+        seqlock::begin_write(dst);
+        for i in first..=last {
+            seqlock::set(dst.add(i), src.add(i).read());
+        }
+        seqlock::end_write(dst);
+    }
+}
+
 /// Copies `s` into the shared section of its device (devices past the file's last
 /// section are kept in process memory only).
 pub fn publish(s: &DeviceSection) {

@@ -26,6 +26,8 @@ pub const MIN_LARGE_ALLOC: u64 = 10 << 20;
 pub const ROUND_LARGE: u64 = 2 << 20;
 /// Pages per reservation of the small pool in virtual-memory mode (1 GiB).
 pub const SMALL_CHUNK_PAGES: usize = 512;
+/// Large blocks kept aside on free for an exact-size reuse (see `StreamPool::recent`).
+pub const RECENT_MAX: usize = 8;
 
 /// A large allocation that succeeded.
 pub struct LargeBlock {
@@ -44,6 +46,12 @@ pub struct StreamPool {
     pub seg: Option<Expandable>,
     /// cuMemAlloc segments (base -> size), in cuMemAlloc mode.
     pub segments: BTreeMap<DevPtr, u64>,
+    /// Large blocks freed on this stream and not yet merged back into the arena (still
+    /// "used" there), newest last. A request of exactly such a size takes one back
+    /// without touching the arena (training loops repeat their sizes); any other large
+    /// request first merges them all back, so best fit then sees the same arena as it
+    /// would have without this list.
+    pub recent: Vec<(DevPtr, u64)>,
 }
 
 impl StreamPool {
@@ -88,7 +96,25 @@ impl StreamPool {
             large,
             seg,
             segments: BTreeMap::new(),
+            recent: Vec::with_capacity(RECENT_MAX),
         })
+    }
+
+    /// Returns a large block: kept aside for reuse of its exact size, the oldest kept
+    /// block going back to the arena when the list is full.
+    pub fn free_large(&mut self, addr: DevPtr, size: u64) {
+        if self.recent.len() == RECENT_MAX {
+            let (a, _) = self.recent.remove(0);
+            self.large.release(a);
+        }
+        self.recent.push((addr, size));
+    }
+
+    /// Merges every kept-aside block back into the arena.
+    pub fn flush_recent(&mut self) {
+        for (a, _) in self.recent.drain(..) {
+            self.large.release(a);
+        }
     }
 
     /// Serves a large block of `size` bytes (already rounded).
@@ -100,6 +126,15 @@ impl StreamPool {
         cfg: &PluginConfig,
         size: u64,
     ) -> Result<LargeBlock, MapError> {
+        if let Some(i) = self.recent.iter().rposition(|&(_, s)| s == size) {
+            let (addr, size) = self.recent.swap_remove(i);
+            return Ok(LargeBlock {
+                addr,
+                size,
+                fresh: false,
+            });
+        }
+        self.flush_recent();
         if let Some(seg) = self.seg.as_mut() {
             let (addr, _) = self.large.best_fit(size, |_| true).ok_or(MapError::Cap)?;
             let n = seg.ensure(driver, dev, budget, addr, size)?;
@@ -165,6 +200,7 @@ impl StreamPool {
         budget: &Budget,
         goal: u64,
     ) -> (u64, u64, Option<crate::driver::DriverError>) {
+        self.flush_recent();
         let before = budget.reserved();
         let mut calls = 0;
         let mut error = None;
