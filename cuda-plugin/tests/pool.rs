@@ -395,3 +395,36 @@ fn shared_stats_section_follows_the_pool() {
     assert_eq!(copy.allocated_bytes.current, 0);
     assert_eq!(copy.allocated_bytes.peak, 5 * MIB as u64);
 }
+
+#[test]
+fn garbage_collection_threshold_releases_cache_before_growing() {
+    let (driver, pool) = setup(100, "garbage_collection_threshold:0.6");
+    pool.set_memory_fraction(0.5).unwrap(); // 50 MiB allowed, collect above 30 MiB
+    let a = pool.malloc(20 * MIB, 1).unwrap();
+    pool.free(a).unwrap();
+    let b = pool.malloc(20 * MIB, 2).unwrap();
+    assert_eq!(
+        driver.used(0),
+        40 * MIB as u64,
+        "stream 1's block is cached"
+    );
+    let c = pool.malloc(4 * MIB, 2).unwrap();
+    assert_eq!(
+        driver.used(0),
+        24 * MIB as u64,
+        "over 30 MiB: the cache went first"
+    );
+    pool.free(b).unwrap();
+    pool.free(c).unwrap();
+    pool.check().unwrap();
+}
+
+#[test]
+fn roundup_power2_divisions_round_large_requests() {
+    let (_d, pool) = setup(1024, "roundup_power2_divisions:4");
+    let p = pool.malloc(5 * MIB + 1, 0).unwrap();
+    // [4 MiB, 8 MiB) in quarters of 1 MiB: 6 MiB.
+    assert_eq!(pool.stats().allocated_bytes.current, 6 * MIB as u64);
+    assert_eq!(pool.stats().requested_bytes.current, 5 * MIB as u64 + 1);
+    pool.free(p).unwrap();
+}
