@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Allocation benchmarks of benches/c under glibc, libpoolside.so, mimalloc, jemalloc and
+# tcmalloc, through LD_PRELOAD. Prints, and writes to $OUT (default
+# target/bench-preload.md), a markdown table: median wall time and median peak RSS of
+# RUNS runs (default 5), each as a ratio to glibc's.
+#
+# Installs nothing. Needs: gcc, GNU time (/usr/bin/time, Debian package `time`), cargo
+# (builds libpoolside.so), and for the other allocators the Debian packages
+#   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
+# (an allocator whose library is missing is reported and skipped).
+#
+# Usage: benches/preload.sh [RUNS]     env: POOLSIDE_LIB, OUT, BENCH_SCALE (work factor,
+#                                      default 1; use e.g. 0.2 for a quick look)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+scale=${BENCH_SCALE:-1}
+target=${CARGO_TARGET_DIR:-target}
+out=${OUT:-$target/bench-preload.md}
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+libdir=/usr/lib/$multiarch
+
+[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
+
+if [ -z "${POOLSIDE_LIB:-}" ]; then
+  cargo build --release --quiet -p poolside-capi
+  POOLSIDE_LIB=$(realpath "$target/release/libpoolside.so")
+fi
+
+build=$target/bench-preload
+mkdir -p "$build"
+programs=(larson prodcons false_sharing churn big_buffers)
+for p in "${programs[@]}"; do
+  gcc -O2 -pthread -Wall -Wextra -Werror benches/c/$p.c -o "$build/$p"
+done
+
+# name|library ("" = none)
+allocators=("glibc|" "poolside|$POOLSIDE_LIB" "mimalloc|$libdir/libmimalloc.so.2"
+            "jemalloc|$libdir/libjemalloc.so.2" "tcmalloc|$libdir/libtcmalloc_minimal.so.4")
+present=()
+for a in "${allocators[@]}"; do
+  lib=${a#*|}
+  if [ -n "$lib" ] && [ ! -e "$lib" ]; then
+    echo "skipping ${a%%|*}: $lib not found (see the packages listed at the top)" >&2
+  else
+    present+=("$a")
+  fi
+done
+
+# Scaled arguments of each benchmark (work is linear in the scaled number).
+s() { awk -v v="$1" -v f="$scale" 'BEGIN { n = int(v * f); print (n < 1 ? 1 : n) }'; }
+args_larson="4 $(s 20) 400000 2000"
+args_prodcons="2 $(s 4000000)"
+args_false_sharing="2 $(s 2000) 20000 8"
+args_churn="2 $(s 6000000) 20000"
+args_big_buffers="$(s 2000) 2"
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+declare -A time_of rss_of
+for p in "${programs[@]}"; do
+  args_var=args_$p
+  for a in "${present[@]}"; do
+    name=${a%%|*} lib=${a#*|}
+    times=() rsss=()
+    for ((r = 0; r < runs; r++)); do
+      # %e: elapsed seconds; %M: peak RSS in KiB.
+      # Only the benchmark is preloaded (env execs it in the process time measures).
+      if ! line=$(/usr/bin/time -f "%e %M" env ${lib:+LD_PRELOAD=$lib} "$build/$p" ${!args_var} 2>&1 >/dev/null | tail -1); then
+        echo "$p under $name failed: $line" >&2; exit 1
+      fi
+      times+=("${line% *}") rsss+=("${line#* }")
+    done
+    time_of[$p,$name]=$(printf '%s\n' "${times[@]}" | median)
+    rss_of[$p,$name]=$(printf '%s\n' "${rsss[@]}" | median)
+    echo "$p / $name: ${time_of[$p,$name]} s, ${rss_of[$p,$name]} KiB (median of $runs)" >&2
+  done
+done
+
+{
+  echo "Median of $runs runs (scale $scale) on $(nproc) CPUs; ratios to glibc, lower is better."
+  echo "Time in seconds, peak RSS in MiB."
+  echo
+  header="| benchmark |" sep="|---|"
+  for a in "${present[@]}"; do header+=" ${a%%|*} time | ${a%%|*} RSS |"; sep+="---:|---:|"; done
+  echo "$header"; echo "$sep"
+  for p in "${programs[@]}"; do
+    row="| $p |"
+    base_t=${time_of[$p,glibc]} base_m=${rss_of[$p,glibc]}
+    for a in "${present[@]}"; do
+      n=${a%%|*}
+      row+=$(awk -v t="${time_of[$p,$n]}" -v m="${rss_of[$p,$n]}" -v bt="$base_t" -v bm="$base_m" \
+        'BEGIN { printf " %.2f (%.2fx) | %.1f (%.2fx) |", t, (bt > 0 ? t / bt : 0), m / 1024, (bm > 0 ? m / bm : 0) }')
+    done
+    echo "$row"
+  done
+} | tee "$out"
+echo "written to $out" >&2
