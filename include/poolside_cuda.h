@@ -95,6 +95,9 @@ extern "C" {
  * Allocates `size` bytes on `device` for `stream`. Returns NULL with a message in
  * `errbuf` on failure (out of memory, bad device, driver error); NULL without a message
  * for size 0. Called by `poolside_cuda_malloc`, which throws on that NULL.
+ *
+ * # Safety
+ * `errbuf` is NULL or points to `errlen` writable bytes.
  */
 void *poolside_cuda_malloc_impl(size_t size, int device, void *stream, char *errbuf, size_t errlen);
 
@@ -124,6 +127,9 @@ void poolside_cuda_set_memory_fraction(double fraction, int device);
 /**
  * The allocation containing `ptr`: returns its start and stores its size in `*size`.
  * NULL (and size 0) for a pointer poolside did not allocate.
+ *
+ * # Safety
+ * `size` is NULL or points to a writable `size_t`.
  */
 void *poolside_cuda_base_alloc(void *ptr, size_t *size);
 
@@ -136,6 +142,9 @@ void poolside_cuda_record_stream(void *ptr, void *stream);
 /**
  * Copies `device`'s statistics into `*out`. Returns 0, 1 for a bad device (or no
  * driver), 2 for a NULL `out`.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable `DeviceSection`.
  */
 int poolside_cuda_memory_stats(int device, struct DeviceSection *out);
 

@@ -60,13 +60,16 @@ fn pairs(c: &mut Criterion) {
     let mut err = [0 as std::ffi::c_char; 256];
     c.bench_function("C ABI 4 KiB", |b| {
         b.iter(|| {
-            let x = poolside_cuda::abi::exports::poolside_cuda_malloc_impl(
-                black_box(4096),
-                0,
-                std::ptr::null_mut(),
-                err.as_mut_ptr(),
-                err.len(),
-            );
+            // SAFETY: err is a writable buffer of err.len() bytes.
+            let x = unsafe {
+                poolside_cuda::abi::exports::poolside_cuda_malloc_impl(
+                    black_box(4096),
+                    0,
+                    std::ptr::null_mut(),
+                    err.as_mut_ptr(),
+                    err.len(),
+                )
+            };
             poolside_cuda::abi::exports::poolside_cuda_free(x, 4096, 0, std::ptr::null_mut());
         })
     });

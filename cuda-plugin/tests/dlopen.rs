@@ -4,11 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// target/<profile>/libpoolside_cuda.so, next to this test's deps/ folder.
+/// The library cargo built with this test: target/<profile>/deps/libpoolside_cuda.so
+/// (`cargo test` leaves it there), else the copy `cargo build` puts in target/<profile>.
 fn library() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("libpoolside_cuda.so")
+    let deps = exe.parent().unwrap();
+    let fresh = deps.join("libpoolside_cuda.so");
+    if fresh.exists() {
+        return fresh;
+    }
+    deps.parent().unwrap().join("libpoolside_cuda.so")
 }
 
 fn compile(compiler: &str, src: &str, extra: &[&str]) -> Option<PathBuf> {

@@ -3,7 +3,7 @@
 
 use poolside_cuda::config::PluginConfig;
 use poolside_cuda::driver::sim::{SimCall, SimDriver, CUDA_ERROR_LAUNCH_FAILED};
-use poolside_cuda::driver::{Driver, CUDA_ERROR_OUT_OF_MEMORY};
+use poolside_cuda::driver::CUDA_ERROR_OUT_OF_MEMORY;
 use poolside_cuda::pool::{AllocError, DevicePool};
 use std::sync::Arc;
 
@@ -311,7 +311,7 @@ fn threads_hammering_one_pool() {
         .map(|t| {
             let pool = pool.clone();
             std::thread::spawn(move || {
-                let mut x = 7 + t as u64;
+                let mut x = 7 + t;
                 let mut live = Vec::new();
                 for _ in 0..3000 {
                     if rng(&mut x) % 2 == 0 || live.is_empty() {

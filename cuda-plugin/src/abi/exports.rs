@@ -12,7 +12,10 @@ static FREE_WARNINGS: AtomicU32 = AtomicU32::new(0);
 const MAX_FREE_WARNINGS: u32 = 10;
 
 /// Copies `msg` into `buf` (NUL-terminated, cut at a character boundary).
-fn write_err(buf: *mut c_char, len: usize, msg: &str) {
+///
+/// # Safety
+/// `buf` is NULL or points to `len` writable bytes.
+unsafe fn write_err(buf: *mut c_char, len: usize, msg: &str) {
     if buf.is_null() || len == 0 {
         return;
     }
@@ -30,8 +33,11 @@ fn write_err(buf: *mut c_char, len: usize, msg: &str) {
 /// Allocates `size` bytes on `device` for `stream`. Returns NULL with a message in
 /// `errbuf` on failure (out of memory, bad device, driver error); NULL without a message
 /// for size 0. Called by `poolside_cuda_malloc`, which throws on that NULL.
+///
+/// # Safety
+/// `errbuf` is NULL or points to `errlen` writable bytes.
 #[no_mangle]
-pub extern "C" fn poolside_cuda_malloc_impl(
+pub unsafe extern "C" fn poolside_cuda_malloc_impl(
     size: usize,
     device: c_int,
     stream: *mut c_void,
@@ -44,21 +50,24 @@ pub extern "C" fn poolside_cuda_malloc_impl(
     let g = match global() {
         Ok(g) => g,
         Err(e) => {
-            write_err(errbuf, errlen, &format!("poolside: {e}"));
+            // SAFETY: forwarded from the caller.
+            unsafe { write_err(errbuf, errlen, &format!("poolside: {e}")) };
             return std::ptr::null_mut();
         }
     };
     let pool = match g.pool(device) {
         Ok(p) => p,
         Err(e) => {
-            write_err(errbuf, errlen, &format!("poolside: {e}"));
+            // SAFETY: forwarded from the caller.
+            unsafe { write_err(errbuf, errlen, &format!("poolside: {e}")) };
             return std::ptr::null_mut();
         }
     };
     match pool.malloc(size, stream as StreamId) {
         Ok(p) => p as *mut c_void,
         Err(e) => {
-            write_err(errbuf, errlen, e.message());
+            // SAFETY: forwarded from the caller.
+            unsafe { write_err(errbuf, errlen, e.message()) };
             std::ptr::null_mut()
         }
     }
@@ -141,8 +150,14 @@ pub extern "C" fn poolside_cuda_set_memory_fraction(fraction: f64, device: c_int
 
 /// The allocation containing `ptr`: returns its start and stores its size in `*size`.
 /// NULL (and size 0) for a pointer poolside did not allocate.
+///
+/// # Safety
+/// `size` is NULL or points to a writable `size_t`.
 #[no_mangle]
-pub extern "C" fn poolside_cuda_base_alloc(ptr: *mut c_void, size: *mut usize) -> *mut c_void {
+pub unsafe extern "C" fn poolside_cuda_base_alloc(
+    ptr: *mut c_void,
+    size: *mut usize,
+) -> *mut c_void {
     let found = global()
         .ok()
         .and_then(|g| g.pools().find_map(|p| p.base_alloc(ptr as DevPtr)));
@@ -171,8 +186,14 @@ pub extern "C" fn poolside_cuda_record_stream(ptr: *mut c_void, stream: *mut c_v
 
 /// Copies `device`'s statistics into `*out`. Returns 0, 1 for a bad device (or no
 /// driver), 2 for a NULL `out`.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `DeviceSection`.
 #[no_mangle]
-pub extern "C" fn poolside_cuda_memory_stats(device: c_int, out: *mut DeviceSection) -> c_int {
+pub unsafe extern "C" fn poolside_cuda_memory_stats(
+    device: c_int,
+    out: *mut DeviceSection,
+) -> c_int {
     if out.is_null() {
         return 2;
     }

@@ -101,8 +101,10 @@ fn err(call: &'static str, code: i32) -> DriverError {
 impl SimDriver {
     /// `devices` devices of `capacity` bytes each.
     pub fn new(devices: usize, capacity: u64) -> SimDriver {
-        let mut st = State::default();
-        st.next_event = 1;
+        let mut st = State {
+            next_event: 1,
+            ..State::default()
+        };
         for _ in 0..devices {
             st.devices.push(SimDevice {
                 capacity,
