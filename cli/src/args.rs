@@ -77,6 +77,16 @@ pub enum Command {
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Replay a PyTorch memory snapshot (torch.cuda.memory._snapshot() pickle) through the
+    /// device pool on a simulated driver and compare with PyTorch's allocator.
+    Replay {
+        /// JSON for machines.
+        #[arg(long)]
+        json: bool,
+        /// The snapshot file.
+        #[arg(value_name = "SNAPSHOT.pickle")]
+        snapshot: PathBuf,
+    },
 }
 
 /// A percentage in [0, 100].

@@ -1,4 +1,4 @@
-//! `poolside`: run, stat, top, export.
+//! `poolside`: run, stat, top, export, replay.
 
 use clap::Parser;
 use poolside_cli::args::{Cli, Command};
@@ -37,6 +37,16 @@ fn main() {
                 }
             }
         }
+        Command::Replay { json, snapshot } => match poolside_cuda::replay::run(&snapshot, json) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("poolside replay: {e}");
+                1
+            }
+        },
         Command::Export { listen, dir } => {
             let listener = match std::net::TcpListener::bind(listen) {
                 Ok(l) => l,

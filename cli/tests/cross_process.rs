@@ -31,6 +31,7 @@ fn main() {
     } else {
         counts_match_what_the_writer_did();
         fork_child_gets_its_own_file();
+        fork_then_exec_leaves_no_file();
         killed_writer_leaves_stale_file_that_readers_remove();
         println!("cross_process: all checks passed");
     }
@@ -71,15 +72,34 @@ fn writer() {
                 }
             }
             Some("fork") => {
-                // SAFETY: the child only flushes, reports its PID with raw writes and sleeps.
+                // SAFETY: the child only flushes its statistics and sleeps.
                 let pid = unsafe { libc::fork() };
                 if pid == 0 {
+                    // The child publishes its file on its first statistics write.
+                    alloc_core::flush_stats();
                     loop {
                         // SAFETY: sleeping until the parent test kills us.
                         unsafe { libc::pause() };
                     }
                 }
                 writeln!(out, "child {pid}").unwrap();
+            }
+            Some("forkexec") => {
+                // SAFETY: the child only execs (or exits at once).
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    let prog = c"/bin/true";
+                    let argv = [prog.as_ptr(), std::ptr::null()];
+                    // SAFETY: NUL-terminated program and argument vector.
+                    unsafe {
+                        libc::execv(prog.as_ptr(), argv.as_ptr());
+                        libc::_exit(127);
+                    }
+                }
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                writeln!(out, "exec child {pid} status {status}").unwrap();
             }
             Some("hello") => {}
             _ => return,
@@ -261,6 +281,30 @@ fn fork_child_gets_its_own_file() {
     assert!(!path(&dir, child).exists());
     std::fs::remove_dir_all(dir).unwrap();
     println!("fork_child_gets_its_own_file: ok");
+}
+
+fn fork_then_exec_leaves_no_file() {
+    let dir = temp_dir("xexec");
+    let mut w = Writer::start(&dir);
+    writeln!(w.stdin, "forkexec").unwrap();
+    let reply = w.line();
+    let rest = reply.strip_prefix("exec child ").unwrap();
+    let (pid, status) = rest.split_once(" status ").unwrap();
+    assert_eq!(status, "0", "/bin/true failed to run");
+    w.expect("done");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [format!("poolside-{}-{}", uid(), w.pid())],
+        "child {pid}"
+    );
+    drop(w.stdin);
+    assert!(w.child.wait().unwrap().success());
+    std::fs::remove_dir_all(dir).unwrap();
+    println!("fork_then_exec_leaves_no_file: ok");
 }
 
 fn killed_writer_leaves_stale_file_that_readers_remove() {

@@ -12,11 +12,12 @@
 use super::file_path::StatsPath;
 use super::layout::{DeviceSection, HostSection, StatsFile, MAX_DEVICES};
 use super::publish::{self, Failure, Identity};
+use super::seqlock;
 use crate::config::HostConfig;
 use crate::sys::{self, SpinLock};
 use core::cell::UnsafeCell;
-use core::ptr::addr_of_mut;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 struct Local(UnsafeCell<core::mem::MaybeUninit<StatsFile>>);
 // SAFETY: all access goes through raw pointers under the seqlock protocol.
@@ -58,15 +59,39 @@ fn local() -> *mut StatsFile {
     LOCAL.0.get() as *mut StatsFile
 }
 
-/// The process's stats file (never null).
+/// Set in a fork child whose parent published a file: the child publishes its own on its
+/// first statistics write rather than in the fork handler, so that the common fork-then-exec
+/// leaves no file behind (exec runs no exit handlers).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// The process's stats file (never null). Called on slow paths only (folds, snapshots).
 #[inline]
 pub fn file() -> *mut StatsFile {
+    let p = FILE.load(Ordering::Acquire);
+    if !p.is_null() {
+        return p;
+    }
+    if PENDING.load(Ordering::Relaxed) {
+        publish_pending();
+    }
     let p = FILE.load(Ordering::Acquire);
     if p.is_null() {
         local()
     } else {
         p
     }
+}
+
+/// Publishes the file a fork child deferred. Takes `STATE` (callers may hold the engine's
+/// stats lock: the order is always engine lock, then `STATE`).
+#[cold]
+fn publish_pending() {
+    let mut st = STATE.lock();
+    if !PENDING.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let writers = st.writers;
+    publish_from(&mut st, local(), writers);
 }
 
 /// The host section, for the engine's folds.
@@ -218,30 +243,53 @@ pub fn close() {
     }
 }
 
-/// In a fork child: stop writing to the parent's file. Creates the child's own file with
-/// the content as of now (which is the parent's content, folded up to the fork), or falls
-/// back to process memory.
+/// In a fork child: stop writing to the parent's file. The statistics (the parent's, as of
+/// the fork) move to process memory, and the child publishes its own file on its first
+/// statistics write (see [`file()`]).
 pub fn after_fork_child() {
     // The child has one thread; a lock held by another parent thread at fork is void.
     if STATE.try_lock().is_none() {
         // SAFETY: the only thread left is this one, and it does not hold the lock.
         unsafe { STATE.raw_unlock() };
     }
-    let mut st = STATE.lock();
+    let _st = STATE.lock();
     let old = FILE.load(Ordering::Acquire);
     if old.is_null() {
         // Process memory is already private to the child.
         return;
     }
-    let writers = st.writers;
-    if !publish_from(&mut st, old, writers) {
-        // SAFETY: both are valid stats files of the same size; this thread is the only
-        // writer left in the child.
-        unsafe { core::ptr::copy_nonoverlapping(old as *const StatsFile, local(), 1) };
-        FILE.store(core::ptr::null_mut(), Ordering::Release);
-    }
+    // SAFETY: both are valid stats files; this thread is the only writer left in the child.
+    unsafe { copy_consistent(local(), old) };
+    FILE.store(core::ptr::null_mut(), Ordering::Release);
+    PENDING.store(true, Ordering::Relaxed);
     // SAFETY: file() no longer returns old, and the child has no other thread using it.
     unsafe { publish::unmap(old) };
+}
+
+/// Copies `src` into `dst` section by section under the seqlocks: the parent process may
+/// be writing `src` right now. A section that stays busy is left empty.
+///
+/// # Safety
+/// Both are valid stats files; nothing else writes `dst`.
+unsafe fn copy_consistent(dst: *mut StatsFile, src: *const StatsFile) {
+    // SAFETY: by contract; sections are plain data that start with their sequence.
+    unsafe {
+        core::ptr::copy_nonoverlapping(src, dst, 1);
+        let host = seqlock::read(addr_of!((*src).host), 100_000);
+        let h = addr_of_mut!((*dst).host);
+        match host {
+            Some(v) => h.write(v),
+            None => core::ptr::write_bytes(h, 0, 1),
+        }
+        for d in 0..MAX_DEVICES {
+            let dev = seqlock::read(addr_of!((*src).devices[d]), 100_000);
+            let p = addr_of_mut!((*dst).devices[d]);
+            match dev {
+                Some(v) => p.write(v),
+                None => core::ptr::write_bytes(p, 0, 1),
+            }
+        }
+    }
 }
 
 extern "C" fn close_at_exit() {
