@@ -50,7 +50,7 @@ pub fn class_of(size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL);
     if size <= 128 {
         // size 0 shares the 8 B class, so malloc(0) still gets a unique block.
-        (size.max(1) + 7) / 8 - 1
+        size.max(1).div_ceil(8) - 1
     } else {
         let s = size - 1;
         let k = (usize::BITS - 1 - s.leading_zeros()) as usize;

@@ -59,7 +59,7 @@ pub struct Span {
 impl Arena {
     /// Takes `units` contiguous units, creating a segment if needed.
     pub fn alloc_span(&mut self, units: usize) -> Option<Span> {
-        debug_assert!(units >= 1 && units <= UNITS);
+        debug_assert!((1..=UNITS).contains(&units));
         self.maybe_purge(sys::now_ms(), false);
         let mut seg = self.segments;
         let mut found = None;

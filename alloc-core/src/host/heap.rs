@@ -304,6 +304,10 @@ pub fn reclaim_parked(pool: &Pool) {
 }
 
 /// Pops a block from a page known to have one, counting it.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, `page` one of its pages with a non-empty free
+/// list, and `c` its class.
 #[inline(always)]
 pub unsafe fn pop(heap: *mut Heap, page: *mut Page, c: usize, size: usize) -> *mut u8 {
     // SAFETY: the caller checked the free list is non-empty; the page is this heap's.
@@ -324,7 +328,10 @@ pub unsafe fn pop(heap: *mut Heap, page: *mut Page, c: usize, size: usize) -> *m
 /// Allocation when the current page of class `c` has no free block (or no heap exists).
 #[cold]
 #[inline(never)]
-pub fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
+///
+/// # Safety
+/// `heap` is null or the calling thread's heap; `c < NUM_CLASSES`.
+pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
     if heap.is_null() {
         heap = thread_heap();
         if heap.is_null() {

@@ -62,7 +62,10 @@ impl HugeCache {
 
     /// Caches a freed mapping. Returns the bytes unmapped to make room (evicting the
     /// oldest entry when full).
-    pub fn put(&mut self, h: *mut Huge, now: u64) -> usize {
+    ///
+    /// # Safety
+    /// `h` is a live record of a block nobody uses any more.
+    pub unsafe fn put(&mut self, h: *mut Huge, now: u64) -> usize {
         // SAFETY: h is a live record just freed by its owner.
         unsafe { (*h).freed_at = now };
         if let Some(slot) = self.slots.iter_mut().find(|s| s.is_null()) {
@@ -77,7 +80,8 @@ impl HugeCache {
             }
         }
         let evicted = core::mem::replace(&mut self.slots[oldest], h);
-        self.destroy(evicted)
+        // SAFETY: the evicted record was cached, so its block is dead.
+        unsafe { self.destroy(evicted) }
     }
 
     /// Unmaps cached mappings older than `delay` (all when `force`); returns bytes unmapped.
@@ -88,7 +92,8 @@ impl HugeCache {
             // SAFETY: non-null slots are live records.
             if !h.is_null() && (force || unsafe { (*h).freed_at } + delay <= now) {
                 self.slots[i] = ptr::null_mut();
-                bytes += self.destroy(h);
+                // SAFETY: cached records are dead blocks.
+                bytes += unsafe { self.destroy(h) };
             }
         }
         bytes
@@ -152,7 +157,10 @@ impl HugeCache {
     }
 
     /// Unmaps a huge block and recycles its record; returns the bytes unmapped.
-    pub fn destroy(&mut self, h: *mut Huge) -> usize {
+    ///
+    /// # Safety
+    /// `h` is a live record of a block nobody uses any more.
+    pub unsafe fn destroy(&mut self, h: *mut Huge) -> usize {
         // SAFETY: h is a live record no longer in use by anyone.
         let (base, len) = unsafe { ((*h).base, (*h).len) };
         pagemap::set(base, len, 0);

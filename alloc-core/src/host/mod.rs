@@ -71,7 +71,8 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
                     }
                 }
             }
-            heap::alloc_slow(h, c, size)
+            // SAFETY: h is null or this thread's heap (read from its TLS slot).
+            unsafe { heap::alloc_slow(h, c, size) }
         }
         None => alloc_big(size, align).0,
     }
@@ -229,7 +230,8 @@ unsafe fn free_other(ptr: *mut u8) {
                 (*h).live = false;
                 (*h).len
             };
-            let unmapped = a.huge.put(h, now);
+            // SAFETY: the block was just freed by its owner.
+            let unmapped = unsafe { a.huge.put(h, now) };
             a.mapped -= unmapped;
             a.reserved -= unmapped;
             let delay = a.purge_delay_ms;
@@ -250,9 +252,11 @@ pub fn owns(ptr: *const u8) -> bool {
 pub fn usable_size(ptr: *const u8) -> usize {
     match classify(ptr) {
         Owner::Foreign => 0,
-        // SAFETY: live span heads and huge records.
+        // SAFETY: classify returns live span heads and huge records only.
         Owner::Small(p) => unsafe { (*p).block_size as usize },
+        // SAFETY: as above.
         Owner::Large(p) => unsafe { (*p).units as usize * UNIT_SIZE },
+        // SAFETY: as above.
         Owner::Huge(h) => unsafe { (*h).len },
     }
 }

@@ -17,8 +17,9 @@ pub struct Block {
     pub next: *mut Block,
 }
 
-/// Owner value of a span that holds one large block.
-pub const LARGE_OWNER: *mut Heap = 1 as *mut Heap;
+/// Owner value of a span that holds one large block: an address no heap can have, never
+/// dereferenced.
+pub const LARGE_OWNER: *mut Heap = core::ptr::dangling_mut::<Heap>();
 
 /// Flag: the span is handed out (small or large).
 pub const IN_USE: u8 = 1;

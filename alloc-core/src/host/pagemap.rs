@@ -55,8 +55,9 @@ fn leaf_for(slot: usize) -> Option<&'static Leaf> {
         // SAFETY: we just published our zeroed mapping (all-zero AtomicUsize are valid).
         Ok(_) => Some(unsafe { &*fresh }),
         Err(winner) => {
-            // SAFETY: our mapping was never published; the winner's lives forever.
+            // SAFETY: our mapping was never published, so nobody else can see it.
             unsafe { os::unmap(fresh as *mut u8, core::mem::size_of::<Leaf>()) };
+            // SAFETY: the winner's leaf was published and leaves live forever.
             Some(unsafe { &*winner })
         }
     }

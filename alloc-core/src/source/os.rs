@@ -153,10 +153,8 @@ mod tests {
     #[test]
     fn page_size_matches_the_kernel() {
         // SAFETY: sysconf has no preconditions.
-        assert_eq!(
-            unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize,
-            OS_PAGE
-        );
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        assert_eq!(page as usize, OS_PAGE);
     }
 
     #[test]
