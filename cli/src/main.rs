@@ -37,6 +37,7 @@ fn main() {
                 }
             }
         }
+        #[cfg(feature = "replay")]
         Command::Replay { json, snapshot } => match poolside_cuda::replay::run(&snapshot, json) {
             Ok(text) => {
                 print!("{text}");

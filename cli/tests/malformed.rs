@@ -151,3 +151,50 @@ fn explains_pids_without_statistics() {
     assert!(e.contains("no process"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn snapshots_stay_consistent_while_a_writer_runs() {
+    use alloc_core::stats::seqlock;
+    use std::ptr::addr_of_mut;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = temp_dir("seqlock");
+    let me = std::process::id();
+    let p = write(&dir, me, bytes(&stats_file(me)));
+    let map = Mapped::new(&p);
+    let file = map.file() as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // The writer keeps three fields in a fixed relation; a torn read would break it.
+    let writer = std::thread::spawn(move || {
+        let f = file as *mut alloc_core::stats::layout::StatsFile;
+        let mut n = 0u64;
+        while !stop2.load(Ordering::Relaxed) {
+            n += 1;
+            // SAFETY: the mapping outlives the thread (joined below); only we write.
+            unsafe {
+                let h = addr_of_mut!((*f).host);
+                seqlock::begin_write(addr_of_mut!((*h).seq));
+                seqlock::set(addr_of_mut!((*h).mapped_bytes), n);
+                seqlock::set(addr_of_mut!((*h).reserved_bytes), 2 * n);
+                seqlock::set(addr_of_mut!((*h).classes[5].live_bytes), 3 * n);
+                seqlock::end_write(addr_of_mut!((*h).seq));
+            }
+        }
+        n
+    });
+    let mut last = 0;
+    for _ in 0..2000 {
+        let s = reader::read_pid(&dir, me).unwrap();
+        let n = s.host.mapped_bytes;
+        assert_eq!(s.host.reserved_bytes, 2 * n);
+        assert_eq!(s.host.classes[5].live_bytes, 3 * n);
+        assert!(n >= last, "snapshots go forward");
+        last = n;
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.join().unwrap() >= last);
+    drop(map);
+    std::fs::remove_dir_all(dir).unwrap();
+}
