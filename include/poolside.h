@@ -109,7 +109,9 @@ void poolside_free(void *p);
 // library.
 size_t poolside_usable_size(const void *p);
 
-// 1 when `p` is the start of a live block of this library, else 0.
+// 1 when `p` lies in memory this library hands out as blocks (every live block's start
+// does), 0 for NULL and for memory it does not manage. The engine answers by page, so a
+// pointer into a block, or to a freed block, may also answer 1.
 int poolside_owns(const void *p);
 
 // Gives back what the calling thread's heap holds needlessly: blocks other threads freed
