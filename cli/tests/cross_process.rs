@@ -32,6 +32,7 @@ fn main() {
         counts_match_what_the_writer_did();
         fork_child_gets_its_own_file();
         fork_then_exec_leaves_no_file();
+        stats_false_publishes_nothing();
         killed_writer_leaves_stale_file_that_readers_remove();
         println!("cross_process: all checks passed");
     }
@@ -115,11 +116,16 @@ struct Writer {
 
 impl Writer {
     fn start(dir: &Path) -> Writer {
+        Writer::start_with(dir, "")
+    }
+
+    /// Starts a writer with extra `POOLSIDE_CONF` entries.
+    fn start_with(dir: &Path, conf: &str) -> Writer {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .env(ROLE, "1")
             .env(
                 "POOLSIDE_CONF",
-                format!("stats_dir:{},purge_delay_ms:1000000", dir.display()),
+                format!("stats_dir:{},purge_delay_ms:1000000{conf}", dir.display()),
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -305,6 +311,19 @@ fn fork_then_exec_leaves_no_file() {
     assert!(w.child.wait().unwrap().success());
     std::fs::remove_dir_all(dir).unwrap();
     println!("fork_then_exec_leaves_no_file: ok");
+}
+
+fn stats_false_publishes_nothing() {
+    let dir = temp_dir("xoff");
+    let mut w = Writer::start_with(&dir, ",stats:false");
+    w.command("alloc 3");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let e = reader::read_pid(&dir, w.pid()).unwrap_err();
+    assert!(e.contains("not a poolside process"), "{e}");
+    drop(w.stdin);
+    assert!(w.child.wait().unwrap().success());
+    std::fs::remove_dir_all(dir).unwrap();
+    println!("stats_false_publishes_nothing: ok");
 }
 
 fn killed_writer_leaves_stale_file_that_readers_remove() {
