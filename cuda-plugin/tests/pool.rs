@@ -31,7 +31,7 @@ fn random_workload_keeps_blocks_disjoint_aligned_and_counted() {
         let mut live = Vec::new();
         let mut x = 99u64;
         for i in 0..4000 {
-            if rng(&mut x) % 3 != 0 || live.is_empty() {
+            if !rng(&mut x).is_multiple_of(3) || live.is_empty() {
                 let size = match rng(&mut x) % 4 {
                     0 => (rng(&mut x) % 2048) as usize + 1,
                     1 => (rng(&mut x) % MIB as u64) as usize + 1,
@@ -314,8 +314,8 @@ fn threads_hammering_one_pool() {
                 let mut x = 7 + t;
                 let mut live = Vec::new();
                 for _ in 0..3000 {
-                    if rng(&mut x) % 2 == 0 || live.is_empty() {
-                        let size = if rng(&mut x) % 4 == 0 {
+                    if rng(&mut x).is_multiple_of(2) || live.is_empty() {
+                        let size = if rng(&mut x).is_multiple_of(4) {
                             2 * MIB + (rng(&mut x) % (8 * MIB as u64)) as usize
                         } else {
                             (rng(&mut x) % 100_000) as usize + 1
@@ -391,6 +391,7 @@ fn shared_stats_section_follows_the_pool() {
         pool.stats().reserved_bytes.current
     );
     pool.free(p).unwrap();
+    // SAFETY: as above.
     let copy = unsafe { alloc_core::stats::seqlock::read(sec, 100) }.unwrap();
     assert_eq!(copy.allocated_bytes.current, 0);
     assert_eq!(copy.allocated_bytes.peak, 5 * MIB as u64);

@@ -334,7 +334,7 @@ impl<S: MemorySource> DetachedPool<S> {
         let c = m.class as usize;
         let bs = class_size(c);
         let in_page = off % PAGE;
-        if in_page % bs != 0 || !m.is_live(in_page / bs) {
+        if !in_page.is_multiple_of(bs) || !m.is_live(in_page / bs) {
             return Err(FreeError::NotAllocated);
         }
         let was_full = m.used == m.capacity;

@@ -275,7 +275,7 @@ impl Driver for SimDriver {
         let mut st = self.state.lock();
         Self::enter(&mut st, SimCall::Reserve, NAME)?;
         Self::device(&mut st, dev, NAME)?;
-        if size == 0 || size % SIM_GRANULARITY != 0 {
+        if size == 0 || !size.is_multiple_of(SIM_GRANULARITY) {
             return Err(Self::misuse_err(&mut st, NAME));
         }
         let p = map_aligned(size, align.max(SIM_GRANULARITY), libc::PROT_NONE)
@@ -313,7 +313,7 @@ impl Driver for SimDriver {
             .is_some_and(|(&b, &s)| ptr + size as u64 <= b + s as u64);
         if !inside
             || size != SIM_GRANULARITY
-            || ptr % SIM_GRANULARITY as u64 != 0
+            || !ptr.is_multiple_of(SIM_GRANULARITY as u64)
             || d.mapped.contains_key(&ptr)
         {
             return Err(Self::misuse_err(&mut st, NAME));
