@@ -166,7 +166,9 @@ fn snapshots_stay_consistent_while_a_writer_runs() {
     let file = map.file() as usize;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
-    // The writer keeps three fields in a fixed relation; a torn read would break it.
+    // The writer keeps three fields in a fixed relation; a torn read would break it. It
+    // writes every few microseconds: far more often than the engine, which folds at most
+    // once per 10 ms per thread, yet leaving a reader room to copy the 16 KiB section.
     let writer = std::thread::spawn(move || {
         let f = file as *mut alloc_core::stats::layout::StatsFile;
         let mut n = 0u64;
@@ -181,9 +183,22 @@ fn snapshots_stay_consistent_while_a_writer_runs() {
                 seqlock::set(addr_of_mut!((*h).classes[5].live_bytes), 3 * n);
                 seqlock::end_write(addr_of_mut!((*h).seq));
             }
+            std::thread::sleep(std::time::Duration::from_micros(5));
         }
         n
     });
+    // Stops and joins the writer before the mapping goes away, even if an assertion
+    // below fails (declared after `map`, so it is dropped first).
+    struct JoinOnDrop(Arc<AtomicBool>, Option<std::thread::JoinHandle<u64>>);
+    impl Drop for JoinOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+            if let Some(h) = self.1.take() {
+                let _ = h.join();
+            }
+        }
+    }
+    let mut guard = JoinOnDrop(stop.clone(), Some(writer));
     let mut last = 0;
     for _ in 0..2000 {
         let s = reader::read_pid(&dir, me).unwrap();
@@ -194,7 +209,8 @@ fn snapshots_stay_consistent_while_a_writer_runs() {
         last = n;
     }
     stop.store(true, Ordering::Relaxed);
-    assert!(writer.join().unwrap() >= last);
+    assert!(guard.1.take().unwrap().join().unwrap() >= last);
+    drop(guard);
     drop(map);
     std::fs::remove_dir_all(dir).unwrap();
 }

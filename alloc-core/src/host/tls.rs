@@ -12,30 +12,39 @@
 
 use super::heap::Heap;
 
+/// Names the TLS slot: the slot is the symbol `<mangled name of this fn>_tls`. The mangled
+/// name carries the hash of this build of the crate, so two builds linked into one binary
+/// (a test that links the CUDA plugin's copy of the engine beside its own) get two slots
+/// instead of a duplicate symbol. Never called.
+#[inline(never)]
+extern "C" fn slot_anchor() {}
+
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
-    ".hidden __poolside_tls_heap",
-    ".globl __poolside_tls_heap",
-    ".type __poolside_tls_heap,@object",
-    ".size __poolside_tls_heap,8",
-    "__poolside_tls_heap:",
+    ".hidden {anchor}_tls",
+    ".globl {anchor}_tls",
+    ".type {anchor}_tls,@object",
+    ".size {anchor}_tls,8",
+    "{anchor}_tls:",
     ".zero 8",
     ".popsection",
+    anchor = sym slot_anchor,
 );
 
 #[cfg(target_arch = "aarch64")]
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",%nobits",
     ".p2align 3",
-    ".hidden __poolside_tls_heap",
-    ".globl __poolside_tls_heap",
-    ".type __poolside_tls_heap,%object",
-    ".size __poolside_tls_heap,8",
-    "__poolside_tls_heap:",
+    ".hidden {anchor}_tls",
+    ".globl {anchor}_tls",
+    ".type {anchor}_tls,%object",
+    ".size {anchor}_tls,8",
+    "{anchor}_tls:",
     ".zero 8",
     ".popsection",
+    anchor = sym slot_anchor,
 );
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -50,9 +59,10 @@ pub fn get() -> *mut Heap {
     // holds its offset from the thread pointer (fs), fixed for the life of the process.
     unsafe {
         core::arch::asm!(
-            "mov {v}, qword ptr [rip + __poolside_tls_heap@GOTTPOFF]",
+            "mov {v}, qword ptr [rip + {anchor}_tls@GOTTPOFF]",
             "mov {v}, qword ptr fs:[{v}]",
             v = out(reg) v,
+            anchor = sym slot_anchor,
             options(nostack, readonly, preserves_flags, pure),
         );
     }
@@ -61,11 +71,12 @@ pub fn get() -> *mut Heap {
     unsafe {
         core::arch::asm!(
             "mrs {t}, tpidr_el0",
-            "adrp {v}, :gottprel:__poolside_tls_heap",
-            "ldr {v}, [{v}, #:gottprel_lo12:__poolside_tls_heap]",
+            "adrp {v}, :gottprel:{anchor}_tls",
+            "ldr {v}, [{v}, #:gottprel_lo12:{anchor}_tls]",
             "ldr {v}, [{t}, {v}]",
             t = out(reg) _,
             v = out(reg) v,
+            anchor = sym slot_anchor,
             options(nostack, readonly, preserves_flags, pure),
         );
     }
@@ -79,10 +90,11 @@ pub fn set(heap: *mut Heap) {
     // SAFETY: writes the thread's own static TLS slot (see `get`).
     unsafe {
         core::arch::asm!(
-            "mov {o}, qword ptr [rip + __poolside_tls_heap@GOTTPOFF]",
+            "mov {o}, qword ptr [rip + {anchor}_tls@GOTTPOFF]",
             "mov qword ptr fs:[{o}], {v}",
             o = out(reg) _,
             v = in(reg) heap,
+            anchor = sym slot_anchor,
             options(nostack, preserves_flags),
         );
     }
@@ -91,12 +103,13 @@ pub fn set(heap: *mut Heap) {
     unsafe {
         core::arch::asm!(
             "mrs {t}, tpidr_el0",
-            "adrp {o}, :gottprel:__poolside_tls_heap",
-            "ldr {o}, [{o}, #:gottprel_lo12:__poolside_tls_heap]",
+            "adrp {o}, :gottprel:{anchor}_tls",
+            "ldr {o}, [{o}, #:gottprel_lo12:{anchor}_tls]",
             "str {v}, [{t}, {o}]",
             t = out(reg) _,
             o = out(reg) _,
             v = in(reg) heap,
+            anchor = sym slot_anchor,
             options(nostack, preserves_flags),
         );
     }
