@@ -21,6 +21,8 @@ pub struct Arena {
     pub purge_delay_ms: u64,
     /// Earliest pending purge deadline (u64::MAX when none).
     next_purge: u64,
+    /// Bytes of dirty units (free, not yet purged) in all segments.
+    dirty: usize,
     /// Accounting published in the host stats section.
     pub mapped: usize,
     pub reserved: usize,
@@ -34,11 +36,16 @@ pub struct Arena {
 // SAFETY: the raw pointers are only followed under the arena lock.
 unsafe impl Send for Arena {}
 
+/// Dirty bytes always allowed to wait for their purge delay; beyond this and a quarter of
+/// the memory in use, a free purges at once.
+const DIRTY_MIN: usize = 32 << 20;
+
 /// The process's arena.
 pub static ARENA: SpinLock<Arena> = SpinLock::new(Arena {
     segments: ptr::null_mut(),
     purge_delay_ms: 10,
     next_purge: u64::MAX,
+    dirty: 0,
     mapped: 0,
     reserved: 0,
     peak_reserved: 0,
@@ -61,16 +68,29 @@ impl Arena {
     pub fn alloc_span(&mut self, units: usize) -> Option<Span> {
         debug_assert!((1..=UNITS).contains(&units));
         self.maybe_purge(sys::now_ms(), false);
-        let mut seg = self.segments;
+        // Recently freed (dirty) memory first, then any free run.
         let mut found = None;
-        while !seg.is_null() {
-            // SAFETY: segments in the list are live metadata, guarded by the arena lock.
-            let s = unsafe { &mut *seg };
-            if let Some(first) = s.find_run(units) {
-                found = Some((seg, first));
+        for dirty_first in [true, false] {
+            if dirty_first && self.dirty == 0 {
+                continue;
+            }
+            let mut seg = self.segments;
+            while !seg.is_null() && found.is_none() {
+                // SAFETY: segments in the list are live metadata, guarded by the arena lock.
+                let s = unsafe { &mut *seg };
+                let run = if dirty_first {
+                    s.find_dirty_run(units)
+                } else {
+                    s.find_run(units)
+                };
+                if let Some(first) = run {
+                    found = Some((seg, first));
+                }
+                seg = s.next;
+            }
+            if found.is_some() {
                 break;
             }
-            seg = s.next;
         }
         let (seg, first) = match found {
             Some(f) => f,
@@ -82,6 +102,7 @@ impl Arena {
             return None;
         }
         let clean = s.take(first, units);
+        self.dirty -= (units - clean) * UNIT_SIZE;
         self.reserved += clean * UNIT_SIZE;
         self.peak_reserved = self.peak_reserved.max(self.reserved);
         let page: *mut Page = &mut s.pages[first];
@@ -107,12 +128,16 @@ impl Arena {
         // SAFETY: page is a live span head.
         let (first, units) = unsafe { (s.unit_of((*page).start as usize), (*page).units as usize) };
         s.give_back(first, units);
+        self.dirty += units * UNIT_SIZE;
+        // A segment is purged once it has been quiet for the delay: memory freed a moment
+        // ago is likely to be asked for again (a loop over big buffers), and purging it
+        // would only make the next allocation fault it all back in. The dirty cap bounds
+        // what churn can keep that way.
         let now = sys::now_ms();
-        if s.purge_at == 0 {
-            s.purge_at = now + self.purge_delay_ms;
-            self.next_purge = self.next_purge.min(s.purge_at);
-        }
-        self.maybe_purge(now, false);
+        s.purge_at = now + self.purge_delay_ms;
+        self.next_purge = self.next_purge.min(s.purge_at);
+        let force = self.dirty > DIRTY_MIN.max((self.reserved - self.dirty) / 4);
+        self.maybe_purge(now, force);
         self.publish();
     }
 
@@ -132,6 +157,7 @@ impl Arena {
             return false;
         }
         let clean = s.take(first + old, units - old);
+        self.dirty -= (units - old - clean) * UNIT_SIZE;
         self.reserved += clean * UNIT_SIZE;
         self.peak_reserved = self.peak_reserved.max(self.reserved);
         self.publish();
@@ -201,6 +227,7 @@ impl Arena {
             if s.purge_at != 0 && (force || s.purge_at <= now) {
                 // SAFETY: dirty units are free: no live data.
                 let bytes = s.purge_dirty(|a, l| unsafe { os::purge(a as *mut u8, l) });
+                self.dirty -= bytes;
                 self.reserved -= bytes;
                 self.purged += bytes;
                 s.purge_at = 0;

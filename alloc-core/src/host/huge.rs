@@ -4,7 +4,10 @@
 //!
 //! Freed mappings are cached for one purge delay: programs that loop over big buffers (a
 //! loop over 5-25 MiB blocks is a known weak spot of mimalloc) then reuse memory that is
-//! already faulted in, instead of paying for fresh pages each time.
+//! already faulted in, instead of paying for fresh pages each time. A cached mapping of the
+//! wrong size is resized with mremap, which keeps its pages: growing moves them (without
+//! copying) into a fresh aligned reservation, shrinking drops the tail. realloc of a live
+//! huge block grows the same way.
 
 use super::{pagemap, UNIT_SIZE};
 use crate::source::os;
@@ -38,23 +41,23 @@ impl HugeCache {
         spare: [ptr::null_mut(); CACHE_SLOTS],
     };
 
-    /// A cached mapping of at least `len` bytes (and at most twice that), aligned to `align`.
+    /// The cached mapping (aligned to `align`) closest to `len` bytes: the smallest that
+    /// holds `len`, else the largest. The caller resizes it to `len`.
     pub fn take(&mut self, len: usize, align: usize) -> Option<*mut Huge> {
-        let mut best: Option<usize> = None;
+        // Rank: fits first, then smallest waste (fits) or smallest shortfall (does not fit).
+        let rank = |l: usize| if l >= len { (0, l - len) } else { (1, len - l) };
+        let mut best: Option<(usize, (usize, usize))> = None;
         for (i, &h) in self.slots.iter().enumerate() {
             if h.is_null() {
                 continue;
             }
             // SAFETY: cached records are live metadata owned by the cache.
             let r = unsafe { &*h };
-            if r.len >= len && r.len / 2 <= len && r.base % align == 0 {
-                // SAFETY: as above.
-                if best.is_none_or(|b| r.len < unsafe { (*self.slots[b]).len }) {
-                    best = Some(i);
-                }
+            if r.base % align == 0 && best.is_none_or(|(_, b)| rank(r.len) < b) {
+                best = Some((i, rank(r.len)));
             }
         }
-        let i = best?;
+        let (i, _) = best?;
         let h = self.slots[i];
         self.slots[i] = ptr::null_mut();
         Some(h)
@@ -154,6 +157,66 @@ impl HugeCache {
             return None;
         }
         Some(h)
+    }
+
+    /// Resizes the mapping of `h` to `len` bytes (a multiple of the OS page), keeping its
+    /// contents up to the smaller size. Growing may move it (to an address aligned to
+    /// `align`). False, with `h` unchanged, when the address space or pagemap is short.
+    ///
+    /// # Safety
+    /// `h` is a live record whose block only the caller uses.
+    pub unsafe fn resize(&mut self, h: *mut Huge, len: usize, align: usize) -> bool {
+        // SAFETY: forwarded.
+        let (base, old) = unsafe { ((*h).base, (*h).len) };
+        let unit_end = |b: usize, l: usize| (b + l).next_multiple_of(UNIT_SIZE);
+        if len <= old {
+            // SAFETY: shrinking a mapping we own in place; the tail holds nothing we need.
+            if len < old && unsafe { !os::remap_in_place(base as *mut u8, old, len) } {
+                return false;
+            }
+            let (from, to) = (unit_end(base, len), unit_end(base, old));
+            if to > from {
+                pagemap::set(from, to - from, 0);
+            }
+            // SAFETY: as above.
+            unsafe { (*h).len = len };
+            return true;
+        }
+        let Some(fresh) = os::map_aligned(len, align.max(UNIT_SIZE)) else {
+            return false;
+        };
+        let new = fresh.as_ptr() as usize;
+        // Map the pagemap leaves first (all-zero entries), so that publishing cannot fail
+        // after the move.
+        if !pagemap::set(new, len, 0) {
+            // SAFETY: the reservation was just made and is unused.
+            unsafe { os::unmap(new as *mut u8, len) };
+            return false;
+        }
+        // SAFETY: moves our own mapping onto our own fresh reservation (MREMAP_FIXED
+        // replaces it); the kernel carries the pages over without copying.
+        let moved = unsafe {
+            libc::mremap(
+                base as *mut libc::c_void,
+                old,
+                len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                new as *mut libc::c_void,
+            )
+        };
+        if moved == libc::MAP_FAILED {
+            // SAFETY: as above.
+            unsafe { os::unmap(new as *mut u8, len) };
+            return false;
+        }
+        pagemap::set(base, old, 0);
+        pagemap::set(new, len, h as usize | 1);
+        // SAFETY: as above.
+        unsafe {
+            (*h).base = new;
+            (*h).len = len;
+        }
+        true
     }
 
     /// Unmaps a huge block and recycles its record; returns the bytes unmapped.

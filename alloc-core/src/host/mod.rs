@@ -35,8 +35,13 @@ pub const UNIT_SHIFT: u32 = 16;
 pub const UNIT_SIZE: usize = 1 << UNIT_SHIFT;
 /// Units in a segment.
 pub const UNITS: usize = SEGMENT_SIZE / UNIT_SIZE;
-/// Largest block served as a span of the arena.
-pub const LARGE_MAX: usize = SEGMENT_SIZE / 2;
+/// Largest block served as a span of the arena. Bigger blocks get mappings of their own,
+/// which mremap can resize without copying or re-faulting (big buffers in a loop, growing
+/// vectors).
+pub const LARGE_MAX: usize = 4 << 20;
+
+/// Extra bytes a reused huge mapping may carry beyond the request (see `alloc_big`).
+const HUGE_SLACK: usize = 32 << 20;
 
 /// The class for a request on the fast path, if it has one.
 #[inline(always)]
@@ -122,7 +127,34 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     };
     let align = align.max(UNIT_SIZE);
     let mut a = ARENA.lock();
-    let (h, fresh) = match a.huge.take(len, align) {
+    let cached = match a.huge.take(len, align) {
+        // SAFETY: the record came out of the cache, so its block is dead and ours.
+        Some(h) => unsafe {
+            let old = (*h).len;
+            // A mapping bigger than the request by at most max(request, 32 MiB) is used as
+            // it is: shrinking would drop pages that the next, bigger request of a loop over
+            // varied sizes would fault back in. Beyond that slack it is shrunk.
+            let slack = len.max(HUGE_SLACK);
+            let len = if old >= len && old - len <= slack {
+                old
+            } else {
+                len
+            };
+            if a.huge.resize(h, len, align) {
+                a.mapped = a.mapped + len - old;
+                a.reserved = a.reserved + len - old;
+                a.peak_reserved = a.peak_reserved.max(a.reserved);
+                Some(h)
+            } else {
+                let gone = a.huge.destroy(h);
+                a.mapped -= gone;
+                a.reserved -= gone;
+                None
+            }
+        },
+        None => None,
+    };
+    let (h, fresh) = match cached {
         Some(h) => (h, false),
         None => match a.huge.create(len, align) {
             Some(h) => {
@@ -295,9 +327,26 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         }
         Owner::Huge(h) => {
             // SAFETY: a live huge record.
-            let len = unsafe { (*h).len };
+            let (len, halign) = unsafe { ((*h).len, (*h).align) };
             if new_size <= len && new_size * 2 >= len {
                 return ptr;
+            }
+            if new_size > len && align <= halign {
+                if let Some(want) = new_size.checked_next_multiple_of(OS_PAGE) {
+                    let mut a = ARENA.lock();
+                    // SAFETY: the caller owns the live block; mremap carries its pages.
+                    if unsafe { a.huge.resize(h, want, halign) } {
+                        a.mapped = a.mapped + want - len;
+                        a.reserved = a.reserved + want - len;
+                        a.peak_reserved = a.peak_reserved.max(a.reserved);
+                        a.publish();
+                        drop(a);
+                        stats::record_big(Big::Huge, false, len, 0, false);
+                        stats::record_big(Big::Huge, true, want, new_size, false);
+                        // SAFETY: resize updated the record.
+                        return unsafe { (*h).base } as *mut u8;
+                    }
+                }
             }
             len
         }

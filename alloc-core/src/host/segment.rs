@@ -63,12 +63,25 @@ impl Segment {
 
     /// First unit of a run of `n` free units, or `None`.
     pub fn find_run(&self, n: usize) -> Option<usize> {
+        self.find_run_from(n, &self.free)
+    }
+
+    /// First unit of a run of `n` free units that starts on a dirty unit (memory freed
+    /// recently and still faulted in), or `None`. Reusing those first saves page faults
+    /// and keeps RSS from growing while clean units sit idle.
+    pub fn find_dirty_run(&self, n: usize) -> Option<usize> {
+        self.find_run_from(n, &self.dirty)
+    }
+
+    /// First run of `n` free units whose first unit is set in `starts` (a subset of
+    /// `free`).
+    fn find_run_from(&self, n: usize, starts: &[u64; WORDS]) -> Option<usize> {
         if n > self.free_units as usize {
             return None;
         }
         let mut i = 0;
         while i + n <= UNITS {
-            let w = self.free[i / 64] >> (i % 64);
+            let w = starts[i / 64] >> (i % 64);
             if w == 0 {
                 i = (i / 64 + 1) * 64; // nothing free in the rest of this word
                 continue;
@@ -96,7 +109,8 @@ impl Segment {
     }
 
     /// Takes units `first..first+n` out of the free set. Returns how many of them were
-    /// clean (not dirty): those become newly reserved memory that reads as zero.
+    /// clean (not dirty): those become newly reserved memory that reads as zero; the others
+    /// stop being dirty.
     pub fn take(&mut self, first: usize, n: usize) -> usize {
         let mut clean = 0;
         for u in first..first + n {

@@ -98,12 +98,13 @@ pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     NonNull::new(start as *mut u8)
 }
 
-/// Tries to grow the mapping at `p` from `old` to `new` bytes without moving it.
+/// Resizes the mapping at `p` from `old` to `new` bytes without moving it (shrinking
+/// always works; growing needs free address space behind it).
 ///
 /// # Safety
-/// `[p, p + old)` is one mapping made by this module.
-pub unsafe fn grow_in_place(p: *mut u8, old: usize, new: usize) -> bool {
-    // SAFETY: without MREMAP_MAYMOVE the kernel either extends in place or fails.
+/// `[p, p + old)` is one mapping made by this module; when shrinking, nothing uses the tail.
+pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    // SAFETY: without MREMAP_MAYMOVE the kernel either resizes in place or fails.
     let r = unsafe { libc::mremap(p as *mut libc::c_void, old, new, 0) };
     r != libc::MAP_FAILED
 }
