@@ -32,8 +32,10 @@ pub fn default_dir() -> PathBuf {
 pub struct Scan {
     /// Live processes, by PID.
     pub processes: Vec<Snapshot>,
-    /// One line per file skipped or removed.
+    /// One line per file skipped or removed (removals summed up in one line beyond three).
     pub warnings: Vec<String>,
+    /// Stale files removed (left by processes that exited), with why.
+    pub removed_stale: Vec<String>,
 }
 
 /// Reads every stats file of the calling user in `dir`, removing stale ones.
@@ -51,6 +53,18 @@ pub fn scan(dir: &Path) -> std::io::Result<Scan> {
         read_one(&entry.path(), name, uid, &mut out);
     }
     out.processes.sort_by_key(|s| s.pid);
+    // Forked children that exec or _exit leave files behind by the dozen: one line for all.
+    // Forked children that exec or _exit can leave files by the dozen: a few are listed,
+    // more are summed up in one line.
+    if out.removed_stale.len() <= 3 {
+        out.warnings.append(&mut out.removed_stale);
+    } else {
+        out.warnings.push(format!(
+            "removed {} stale stats files in {} (their processes have exited)",
+            out.removed_stale.len(),
+            dir.display()
+        ));
+    }
     Ok(out)
 }
 
@@ -62,7 +76,7 @@ fn read_one(path: &Path, name: FileName, uid: u32, out: &mut Scan) {
             .warnings
             .push(format!("skipping {}: {why}", path.display())),
         Verdict::Stale(why) => match std::fs::remove_file(path) {
-            Ok(()) => out.warnings.push(format!(
+            Ok(()) => out.removed_stale.push(format!(
                 "removed stale stats file {} ({why})",
                 path.display()
             )),
@@ -93,8 +107,12 @@ pub fn read_pid(dir: &Path, pid: u32) -> Result<Snapshot, String> {
     read_one(&path, FileName { uid, pid }, uid, &mut scan);
     match scan.processes.pop() {
         Some(s) => Ok(s),
-        None => Err(scan.warnings.pop().unwrap_or_else(|| {
-            format!("process {pid}: its stats file is being created; try again")
-        })),
+        None => Err(scan
+            .warnings
+            .pop()
+            .or_else(|| scan.removed_stale.pop())
+            .unwrap_or_else(|| {
+                format!("process {pid}: its stats file is being created; try again")
+            })),
     }
 }
