@@ -153,6 +153,25 @@ int poolside_cuda_memory_stats(int device, struct DeviceSection *out);
  */
 void poolside_cuda_reset_peak_stats(int device);
 
+/**
+ * Replays the PyTorch memory snapshot at `path` (NUL-terminated) on the simulated
+ * driver. Returns 0 with the report in `*out`, or 1 with an error message in `*out`;
+ * `*out` must be released with [`poolside_cuda_replay_free`]. `json` non-zero asks for
+ * the JSON report.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string and `out` a valid pointer to write to.
+ */
+int poolside_cuda_replay(const char *path, int json, char **out);
+
+/**
+ * Releases a string returned by [`poolside_cuda_replay`].
+ *
+ * # Safety
+ * `s` is null or came from `poolside_cuda_replay`, and is released once.
+ */
+void poolside_cuda_replay_free(char *s);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

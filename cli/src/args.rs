@@ -77,7 +77,6 @@ pub enum Command {
         #[command(flatten)]
         dir: DirArg,
     },
-    #[cfg(feature = "replay")]
     /// Replay a PyTorch memory snapshot (torch.cuda.memory._snapshot() pickle) through the
     /// device pool on a simulated driver and compare with PyTorch's allocator.
     Replay {

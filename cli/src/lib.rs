@@ -5,6 +5,7 @@
 pub mod args;
 pub mod export;
 pub mod reader;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod stat;

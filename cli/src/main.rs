@@ -37,17 +37,24 @@ fn main() {
                 }
             }
         }
-        #[cfg(feature = "replay")]
-        Command::Replay { json, snapshot } => match poolside_cuda::replay::run(&snapshot, json) {
-            Ok(text) => {
-                print!("{text}");
-                0
+        Command::Replay { json, snapshot } => {
+            let lib = poolside_cli::run::exe_dir().and_then(|d| {
+                poolside_cli::replay::plugin_path(
+                    &d,
+                    std::env::var("POOLSIDE_CUDA_LIB").ok().as_deref(),
+                )
+            });
+            match lib.and_then(|l| poolside_cli::replay::run(&l, &snapshot, json)) {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("poolside replay: {e}");
+                    1
+                }
             }
-            Err(e) => {
-                eprintln!("poolside replay: {e}");
-                1
-            }
-        },
+        }
         Command::Export { listen, dir } => {
             let listener = match std::net::TcpListener::bind(listen) {
                 Ok(l) => l,

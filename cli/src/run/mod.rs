@@ -21,7 +21,7 @@ extern "C" fn forward(sig: libc::c_int) {
 }
 
 /// The directory of the running executable.
-fn exe_dir() -> Result<PathBuf, String> {
+pub fn exe_dir() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate poolside itself: {e}"))?;
     Ok(exe.parent().map(PathBuf::from).unwrap_or_default())
 }

@@ -8,3 +8,4 @@
 
 pub mod exports;
 pub mod global;
+pub mod replay;
