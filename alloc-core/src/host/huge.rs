@@ -112,16 +112,6 @@ impl HugeCache {
             .min()
     }
 
-    /// Bytes held in the cache.
-    pub fn cached_bytes(&self) -> usize {
-        // SAFETY: non-null slots are live records.
-        self.slots
-            .iter()
-            .filter(|h| !h.is_null())
-            .map(|&h| unsafe { (*h).len })
-            .sum()
-    }
-
     /// Maps a new huge block of `len` bytes aligned to `align`, with its record.
     pub fn create(&mut self, len: usize, align: usize) -> Option<*mut Huge> {
         let align = align.max(UNIT_SIZE);

@@ -52,12 +52,6 @@ fn init_slow() {
     STATE.store(READY, Ordering::Release);
 }
 
-/// The configuration read at initialisation.
-pub fn config() -> HostConfig {
-    ensure();
-    *CONFIG.lock()
-}
-
 /// Arranges for `heap` to be parked when the calling thread exits.
 pub fn register_thread(heap: *mut Heap) {
     let key = KEY.load(Ordering::Acquire);

@@ -16,7 +16,7 @@ pub mod segment;
 pub mod stats;
 pub mod tls;
 
-use crate::size_class::{class_of, class_size, MAX_SMALL};
+use crate::size_class::{class_of, MAX_SMALL};
 use crate::source::os::OS_PAGE;
 use crate::stats::layout::HostSection;
 use crate::stats::{seqlock, shm};
@@ -113,7 +113,6 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
         // SAFETY: a fresh span head from the arena.
         unsafe {
             (*span.page).heap = LARGE_OWNER;
-            (*span.page).large_size = size;
             stats::record_big(Big::Large, true, units * UNIT_SIZE, size, span.fresh);
             return ((*span.page).start, span.zeroed);
         }
@@ -399,9 +398,4 @@ pub fn stats_snapshot() -> HostSection {
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
     }
-}
-
-/// The size class sizes, for tools.
-pub fn class_block_size(c: usize) -> usize {
-    class_size(c)
 }

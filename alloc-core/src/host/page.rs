@@ -60,8 +60,6 @@ pub struct Page {
     /// Links in the owning heap's bin list.
     pub next: *mut Page,
     pub prev: *mut Page,
-    /// Bytes asked for, for large spans (usable size is the whole span).
-    pub large_size: usize,
 }
 
 impl Page {
@@ -81,7 +79,6 @@ impl Page {
         seg: ptr::null_mut(),
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
-        large_size: 0,
     };
 
     /// Prepares a head page for blocks of `block_size` owned by `heap`.

@@ -7,7 +7,7 @@
 //! zero and costs no RSS.
 
 use super::page::Page;
-use super::{pagemap, SEGMENT_SIZE, UNITS, UNIT_SHIFT, UNIT_SIZE};
+use super::{pagemap, UNITS, UNIT_SHIFT, UNIT_SIZE};
 use core::ptr;
 
 const WORDS: usize = UNITS / 64;
@@ -179,9 +179,6 @@ impl Segment {
     pub fn is_empty_and_clean(&self) -> bool {
         self.free_units as usize == UNITS && self.dirty.iter().all(|&w| w == 0)
     }
-
-    /// Bytes of the segment (for accounting).
-    pub const BYTES: usize = SEGMENT_SIZE;
 }
 
 #[cfg(test)]
