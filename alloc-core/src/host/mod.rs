@@ -68,9 +68,10 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         Some(c) => {
             let h = tls::get();
             if !h.is_null() {
-                // SAFETY: a non-null TLS heap is this thread's; bins never hold null.
+                // SAFETY: a non-null TLS heap is this thread's; c < NUM_CLASSES (a class index
+                // from fast_class); bins never hold null.
                 unsafe {
-                    let page = (*h).bins[c];
+                    let page = (*h).bins.get_unchecked(c).page;
                     if !(*page).free.is_null() {
                         return heap::pop(h, page, c, size);
                     }

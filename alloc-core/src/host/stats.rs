@@ -2,7 +2,8 @@
 //! paths.
 //!
 //! A heap counts allocations, frees, misses and requested bytes per class in plain memory
-//! that only its thread touches. Every so often (see `heap::tick`), at thread exit, and on
+//! that only its thread touches (see `heap::counters` for how little of that the fast path
+//! does). Every so often (see `heap::counters::tick`), at thread exit, and on
 //! `flush_stats`, the heap adds what changed since its last fold into the process's
 //! [`HostSection`] under a lock in process memory and the section's seqlock. Large and huge
 //! blocks are rare and slow anyway, so they are counted into the section directly.
@@ -15,8 +16,8 @@ use crate::stats::shm;
 use crate::sys::SpinLock;
 use core::ptr::addr_of_mut;
 
-/// Per-class counters of one heap. Only `allocs` and `requested` move on the fast path;
-/// `frees` is derived when folding.
+/// Per-class counters of one heap, as folded into the section. Only `requested` moves on
+/// the fast path; `allocs` comes from the pages' pop counts and `frees` is derived.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalCounters {
     pub allocs: u64,
@@ -55,54 +56,59 @@ pub fn init_section() {
     });
 }
 
-/// Span bytes a heap took minus those it returned, per class (wrapping). Kept apart from
-/// [`LocalCounters`] so that the fast path's counters stay 32 bytes per class.
-pub type SpanBytes = [u64; NUM_CLASSES];
-
-/// Adds the difference between `now` and `folded` for every class, then sets `folded`.
-pub fn fold(
-    now: &[LocalCounters; NUM_CLASSES],
-    folded: &mut [LocalCounters; NUM_CLASSES],
-    spans: &SpanBytes,
-    spans_folded: &mut SpanBytes,
+/// Adds what changed in class `c` since `folded` (counters `now`, span bytes `spans`
+/// against `spans_folded`) to the section, then records `now` as folded.
+///
+/// # Safety
+/// `s` is the host section, and the caller is inside [`write_section`].
+pub unsafe fn fold_class(
+    s: *mut HostSection,
+    c: usize,
+    now: LocalCounters,
+    folded: &mut LocalCounters,
+    spans: u64,
+    spans_folded: &mut u64,
 ) {
-    write_section(|s| {
-        for c in 0..NUM_CLASSES {
-            let (n, o) = (now[c], folded[c]);
-            if n == o && spans[c] == spans_folded[c] {
-                continue;
-            }
-            let allocs = n.allocs.wrapping_sub(o.allocs);
-            let frees = n.frees.wrapping_sub(o.frees);
-            let misses = n.misses.wrapping_sub(o.misses);
-            let bs = class_size(c) as u64;
-            // SAFETY: c < MAX_CLASSES; inside write_section.
-            unsafe {
-                let k = addr_of_mut!((*s).classes[c]);
-                add(addr_of_mut!((*k).allocs), allocs);
-                add(addr_of_mut!((*k).frees), frees);
-                add(addr_of_mut!((*k).misses), misses);
-                add(addr_of_mut!((*k).hits), allocs.wrapping_sub(misses));
-                add(
-                    addr_of_mut!((*k).requested_bytes),
-                    n.requested.wrapping_sub(o.requested),
-                );
-                add(addr_of_mut!((*k).allocated_bytes), allocs.wrapping_mul(bs));
-                add(
-                    addr_of_mut!((*k).live_bytes),
-                    allocs.wrapping_sub(frees).wrapping_mul(bs),
-                );
-                add(
-                    addr_of_mut!((*k).reserved_bytes),
-                    spans[c].wrapping_sub(spans_folded[c]),
-                );
-            }
-            folded[c] = n;
-            spans_folded[c] = spans[c];
-        }
-        // SAFETY: inside write_section.
-        unsafe { add(addr_of_mut!((*s).folds), 1) };
-    });
+    let o = *folded;
+    if now == o && spans == *spans_folded {
+        return;
+    }
+    let allocs = now.allocs.wrapping_sub(o.allocs);
+    let frees = now.frees.wrapping_sub(o.frees);
+    let misses = now.misses.wrapping_sub(o.misses);
+    let bs = class_size(c) as u64;
+    // SAFETY: c < NUM_CLASSES <= MAX_CLASSES; the caller is inside write_section.
+    unsafe {
+        let k = addr_of_mut!((*s).classes[c]);
+        add(addr_of_mut!((*k).allocs), allocs);
+        add(addr_of_mut!((*k).frees), frees);
+        add(addr_of_mut!((*k).misses), misses);
+        add(addr_of_mut!((*k).hits), allocs.wrapping_sub(misses));
+        add(
+            addr_of_mut!((*k).requested_bytes),
+            now.requested.wrapping_sub(o.requested),
+        );
+        add(addr_of_mut!((*k).allocated_bytes), allocs.wrapping_mul(bs));
+        add(
+            addr_of_mut!((*k).live_bytes),
+            allocs.wrapping_sub(frees).wrapping_mul(bs),
+        );
+        add(
+            addr_of_mut!((*k).reserved_bytes),
+            spans.wrapping_sub(*spans_folded),
+        );
+    }
+    *folded = now;
+    *spans_folded = spans;
+}
+
+/// Counts one fold of a heap.
+///
+/// # Safety
+/// As for [`fold_class`].
+pub unsafe fn count_fold(s: *mut HostSection) {
+    // SAFETY: forwarded.
+    unsafe { add(addr_of_mut!((*s).folds), 1) };
 }
 
 /// Which slot a block above the class range is counted in.

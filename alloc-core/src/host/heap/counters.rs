@@ -1,0 +1,149 @@
+//! A heap's statistics and housekeeping on its slow path: folding its counters into the
+//! shared section, and the idle sweep.
+//!
+//! The fast paths keep no statistics counter of their own. An allocation's count is the
+//! page's pop count ([`Uses`](crate::host::page::Uses)), which the page keeps anyway to
+//! know when it empties; a free is derived as allocations minus the blocks still live.
+//! Only the requested bytes are added per allocation, in the bin. So a fold walks the
+//! heap's pages: for each it adds the pops since the page was last counted, and it counts
+//! a page's last pops when the page leaves the heap ([`count_pops`]).
+
+use super::{lists, retire, sentinel, Heap, HEAPS};
+use crate::host::page::Page;
+use crate::host::stats::{self, LocalCounters};
+use crate::size_class::NUM_CLASSES;
+
+/// Slow-path events between two looks at the clock.
+const TICKS_PER_CHECK: u32 = 64;
+/// Least time between two folds of a heap's counters, in coarse ms: stats readers see
+/// figures at most this old from a busy thread, and the fold's cost stays negligible.
+const FOLD_INTERVAL_MS: u64 = 10;
+
+/// Adds the pops of `page` since it was last counted to its bin's allocation count.
+///
+/// # Safety
+/// `heap` owns `page`, a small span of class `c`, and is run by the calling thread (or
+/// parked, under the pool lock).
+#[inline]
+pub unsafe fn count_pops(heap: *mut Heap, c: usize, page: *mut Page) {
+    // SAFETY: forwarded.
+    unsafe {
+        let pops = (*page).uses.pops();
+        (*heap).bins[c].allocs += pops - (*page).pops_counted;
+        (*page).pops_counted = pops;
+    }
+}
+
+/// Folds the heap's counters into the shared section.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or a parked heap, under the pool lock).
+pub unsafe fn fold(heap: *mut Heap) {
+    // SAFETY: forwarded; the bins and pages are this thread's. The pages are walked before
+    // the stats lock is taken, so the section's writers wait only for the copy.
+    unsafe {
+        for c in 0..NUM_CLASSES {
+            let mut live = 0u64;
+            lists::for_each_page(heap, c, |p| {
+                count_pops(heap, c, p);
+                live += (*p).uses.live();
+            });
+            (*heap).bins[c].live = live;
+        }
+        stats::write_section(|s| {
+            for c in 0..NUM_CLASSES {
+                let bin = &mut (*heap).bins[c];
+                let now = LocalCounters {
+                    allocs: bin.allocs,
+                    frees: bin.allocs.wrapping_sub(bin.live),
+                    misses: bin.misses,
+                    requested: bin.requested,
+                };
+                let (folded, spans_folded) = (&mut bin.folded, &mut bin.span_bytes_folded);
+                stats::fold_class(s, c, now, folded, bin.span_bytes, spans_folded);
+            }
+            stats::count_fold(s);
+        });
+        (*heap).ticks = 0;
+        (*heap).folded_at = crate::sys::now_ms();
+    }
+}
+
+/// Counts a slow-path event: sweeps one class, and folds the counters once per
+/// [`FOLD_INTERVAL_MS`] (looking at the clock every [`TICKS_PER_CHECK`] events).
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+#[inline]
+pub unsafe fn tick(heap: *mut Heap) {
+    // SAFETY: forwarded.
+    unsafe {
+        sweep_one(heap);
+        count_event(heap);
+    }
+}
+
+/// Counts a slow-path event without sweeping (the refill path, which must stay short).
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+#[inline(always)]
+pub unsafe fn count_event(heap: *mut Heap) {
+    // SAFETY: forwarded.
+    unsafe {
+        (*heap).ticks += 1;
+        if (*heap).ticks >= TICKS_PER_CHECK {
+            maybe_fold(heap);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn maybe_fold(heap: *mut Heap) {
+    // SAFETY: forwarded.
+    unsafe {
+        (*heap).ticks = 0;
+        if crate::sys::now_ms() >= (*heap).folded_at + FOLD_INTERVAL_MS {
+            fold(heap);
+            if let Some(pool) = HEAPS.try_lock() {
+                super::reclaim_parked(&pool);
+            }
+        }
+    }
+}
+
+/// Looks at one class: its current page is returned to the arena if it is empty and saw
+/// no allocation since the sweep last came by (a whole round of slow paths ago).
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+unsafe fn sweep_one(heap: *mut Heap) {
+    // SAFETY: the heap and its pages are this thread's.
+    unsafe {
+        let h = &mut *heap;
+        let c = h.sweep as usize;
+        h.sweep = if c + 1 == NUM_CLASSES {
+            0
+        } else {
+            c as u32 + 1
+        };
+        let page = h.bins[c].page;
+        if page == sentinel() {
+            return;
+        }
+        let pops = (*page).activity();
+        let (seen_page, seen_pops) = h.bins[c].swept;
+        if seen_page == page
+            && seen_pops == pops
+            && (*page).uses.live() == 0
+            && (*page).next.is_null()
+        {
+            lists::unlink(heap, c, page);
+            retire(heap, page);
+            h.bins[c].swept = (core::ptr::null_mut(), 0);
+        } else {
+            h.bins[c].swept = (page, pops);
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Thread heaps: the fast path.
+//!
+//! A heap belongs to one thread at a time. For each size class it keeps a bin: a list of
+//! spans (pages) with free blocks, whose head is the page allocations come from, and a
+//! list of full pages. Allocation and the free of a block the heap owns touch only the
+//! heap and the page: no atomics, no locks. A block freed by another thread is pushed onto
+//! the owner heap's `remote` stack with one CAS; the owner drains that stack on its slow
+//! path.
+//!
+//! Page states: in the bin list (has or may get free blocks), or `FULL` (no free block,
+//! moved to the full list; the next local free moves it back). Only the bin's current page
+//! ever has blocks on `free`: the others come back from the full list with their freed
+//! blocks on `local_free`. A page whose last block comes back is returned to the arena,
+//! unless it is the bin's current page, which is kept so that an alloc/free loop does not
+//! bounce spans through the arena lock. An idle sweep (one class per slow path) returns a
+//! kept empty page once its class has seen no allocation for a whole sweep round, so a
+//! buffer grown by realloc through many classes leaves nothing behind.
+//!
+//! Files: `lists` (the page lists), `counters` (statistics and the sweep), `park` (heaps of
+//! exited threads).
+
+mod counters;
+mod lists;
+mod park;
+
+pub use counters::fold;
+pub use park::{abandon, reclaim_parked, thread_heap, Pool, HEAPS};
+
+use super::arena::ARENA;
+use super::page::{Block, Page, FULL, KEEP_EMPTY};
+use super::stats::LocalCounters;
+use super::{pagemap, UNIT_SIZE};
+use crate::size_class::{class_size, NUM_CLASSES};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+use counters::{count_event, count_pops, tick};
+use lists::{full_push, full_unlink, push_back, push_front, unlink};
+
+/// Blocks above this size do not keep an empty current page: the page goes to the heap's
+/// single spare slot instead, so a thread holds at most one empty big span.
+const KEEP_EMPTY_MAX: usize = 128 * 1024;
+
+/// Bytes carved onto a free list at a time (at least one block).
+const EXTEND_BYTES: usize = 16 * 1024;
+
+/// One size class of a heap.
+///
+/// 128 bytes, aligned to 128, with the two fields the allocation path touches at bytes
+/// 32-47: page records keep their hot fields at 64-112 modulo 128, so loads of a bin never
+/// alias the stores a free makes to a page (see [`Page`]).
+#[repr(C, align(128))]
+pub struct Bin {
+    /// Last page of the bin list (null when the list is empty).
+    tail: *mut Page,
+    /// Pages with no free block (doubly linked through `next`/`prev`).
+    full: *mut Page,
+    /// Spans taken for this class minus those given back, in bytes (wrapping).
+    span_bytes: u64,
+    /// Allocations that needed a fresh span from the arena.
+    misses: u64,
+    /// Current page, or the sentinel when the class has no page.
+    pub page: *mut Page,
+    /// Bytes requested by allocations of this class (the one counter the fast path keeps).
+    pub requested: u64,
+    /// Allocations counted so far: pops of pages as of their last count (see `counters`).
+    allocs: u64,
+    /// The current page and its activity when the idle sweep last looked.
+    swept: (*mut Page, u64),
+    /// Blocks live in the class's pages when last folded.
+    live: u64,
+    /// The counters as of the last fold.
+    folded: LocalCounters,
+    span_bytes_folded: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Bin>() == 128);
+const _: () = assert!(core::mem::offset_of!(Bin, page) == 32);
+
+/// One thread's heap.
+#[repr(C)]
+pub struct Heap {
+    pub bins: [Bin; NUM_CLASSES],
+    /// One empty span of a big class, kept for the next big allocation.
+    spare: *mut Page,
+    /// Slow-path events since the clock was last read.
+    ticks: u32,
+    /// Next class the idle sweep looks at.
+    sweep: u32,
+    /// When the counters were last folded (coarse ms).
+    folded_at: u64,
+    /// Next heap in the parked list.
+    next: *mut Heap,
+    _pad: [u8; 64],
+    /// Blocks freed by other threads (a Treiber stack through the blocks' first word).
+    pub remote: AtomicPtr<Block>,
+}
+
+struct Sentinel(UnsafeCell<Page>);
+// SAFETY: the sentinel is never written: its free list is empty, so the fast path leaves
+// it alone, and the slow path recognises it by address before touching any page.
+unsafe impl Sync for Sentinel {}
+static SENTINEL: Sentinel = Sentinel(UnsafeCell::new(Page::EMPTY));
+
+#[inline(always)]
+fn sentinel() -> *mut Page {
+    SENTINEL.0.get()
+}
+
+/// Span length in units for class `c`: at least 8 blocks up to 32 KiB blocks, 4 up to
+/// 128 KiB, 2 above (a span of a big class mostly serves one buffer at a time; more blocks
+/// would only hold memory).
+pub fn span_units(c: usize) -> usize {
+    let bs = class_size(c);
+    let blocks = match bs {
+        0..=32_768 => 8,
+        32_769..=131_072 => 4,
+        _ => 2,
+    };
+    (bs * blocks).div_ceil(UNIT_SIZE).max(1)
+}
+
+/// Pops a block from a page known to have one, counting it.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, `page` one of its pages with a non-empty free
+/// list, and `c` its class.
+#[inline(always)]
+pub unsafe fn pop(heap: *mut Heap, page: *mut Page, c: usize, size: usize) -> *mut u8 {
+    // SAFETY: the caller checked the free list is non-empty; the page is this heap's.
+    unsafe {
+        let b = (*page).free;
+        (*page).free = (*b).next;
+        (*page).uses.take();
+        if !cfg!(feature = "no-counters") {
+            // c < NUM_CLASSES: callers pass a class index.
+            (*heap).bins.get_unchecked_mut(c).requested += size as u64;
+        }
+        b as *mut u8
+    }
+}
+
+/// Allocation when the current page of class `c` has no free block (or no heap exists).
+///
+/// # Safety
+/// `heap` is null or the calling thread's heap; `c < NUM_CLASSES`.
+#[cold]
+#[inline(never)]
+pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
+    if heap.is_null() {
+        heap = thread_heap();
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: the heap is this thread's; pages in its bins are its own.
+    unsafe {
+        // The common case first, with little housekeeping: the current page's own frees
+        // refill its free list (every few allocations for big blocks in an alloc/free
+        // loop). Counting the event keeps a thread that only ever takes this path folding
+        // its statistics.
+        let page = (*heap).bins[c].page;
+        if !(*page).local_free.is_null() {
+            (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
+            count_event(heap);
+            return pop(heap, page, c, size);
+        }
+        drain_remote(heap);
+        tick(heap);
+        loop {
+            let page = (*heap).bins[c].page;
+            if page == sentinel() {
+                break;
+            }
+            if !(*page).free.is_null() {
+                return pop(heap, page, c, size);
+            }
+            if !(*page).local_free.is_null() {
+                (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
+                return pop(heap, page, c, size);
+            }
+            if (*page).can_extend() {
+                (*page).extend(EXTEND_BYTES);
+                return pop(heap, page, c, size);
+            }
+            unlink(heap, c, page);
+            (*page).flags |= FULL;
+            full_push(heap, c, page);
+        }
+        let units = span_units(c);
+        let spare = (*heap).spare;
+        let page = if !spare.is_null() && (*spare).units as usize == units {
+            (*heap).spare = ptr::null_mut();
+            spare
+        } else {
+            let Some(span) = ARENA.lock().alloc_span(units) else {
+                return ptr::null_mut();
+            };
+            (*heap).bins[c].misses += 1;
+            span.page
+        };
+        let bs = class_size(c);
+        (*page).init_small(heap, c, bs, units * UNIT_SIZE, bs <= KEEP_EMPTY_MAX);
+        push_front(heap, c, page);
+        (*heap).bins[c].span_bytes += (units * UNIT_SIZE) as u64;
+        (*page).extend(EXTEND_BYTES);
+        pop(heap, page, c, size)
+    }
+}
+
+/// Frees a block of a page this heap owns.
+///
+/// # Safety
+/// `page` is owned by `heap`, the calling thread's heap, and `ptr` is a live block in it.
+#[inline(always)]
+pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe {
+        let b = ptr as *mut Block;
+        (*b).next = (*page).local_free;
+        (*page).local_free = b;
+        let empty = (*page).uses.give();
+        // An empty current page stays put (an alloc/free loop must not bounce it through
+        // the arena); any other empty page, or a full one getting a block back, needs work.
+        let flags = (*page).flags;
+        if flags & FULL != 0
+            || (empty
+                && (flags & KEEP_EMPTY == 0 || (*heap).bins[(*page).class as usize].page != page))
+        {
+            free_local_slow(heap, page);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: forwarded from free_local.
+    unsafe {
+        let c = (*page).class as usize;
+        if (*page).flags & FULL != 0 {
+            (*page).flags &= !FULL;
+            full_unlink(heap, c, page);
+            push_back(heap, c, page);
+        }
+        if (*page).uses.live() == 0 {
+            if (*page).flags & KEEP_EMPTY == 0 {
+                unlink(heap, c, page);
+                stash_spare(heap, page);
+            } else if (*heap).bins[c].page != page {
+                unlink(heap, c, page);
+                retire(heap, page);
+            }
+        }
+    }
+}
+
+/// Pushes a block onto its owner heap's remote stack.
+///
+/// # Safety
+/// `owner` is a live heap (heaps are never unmapped) owning the block's page; `ptr` is a
+/// live block.
+pub unsafe fn free_remote(owner: *mut Heap, ptr: *mut u8) {
+    let b = ptr as *mut Block;
+    // SAFETY: forwarded.
+    let stack = unsafe { &(*owner).remote };
+    let mut head = stack.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the block is ours to write until the push succeeds.
+        unsafe { (*b).next = head };
+        match stack.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// Frees every block other threads handed back to this heap.
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+pub unsafe fn drain_remote(heap: *mut Heap) {
+    // SAFETY: forwarded.
+    let stack = unsafe { &(*heap).remote };
+    if stack.load(Ordering::Relaxed).is_null() {
+        return;
+    }
+    let mut b = stack.swap(ptr::null_mut(), Ordering::Acquire);
+    while !b.is_null() {
+        // SAFETY: blocks on the stack are live blocks of pages this heap owns; the Acquire
+        // swap makes their links visible.
+        unsafe {
+            let next = (*b).next;
+            let page = pagemap::lookup(b as usize) as *mut Page;
+            free_local(heap, page, b as *mut u8);
+            b = next;
+        }
+    }
+}
+
+/// Returns every empty page to the arena (the current pages too when `all`).
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
+    if all {
+        // SAFETY: forwarded.
+        unsafe { release_spare(heap) };
+    }
+    for c in 0..NUM_CLASSES {
+        // SAFETY: the heap and its pages belong to this thread; only the page visited is
+        // unlinked.
+        unsafe {
+            lists::for_each_page(heap, c, |p| {
+                if (*p).uses.live() == 0 && (all || p != (*heap).bins[c].page) {
+                    unlink(heap, c, p);
+                    retire(heap, p);
+                }
+            });
+        }
+    }
+}
+
+/// Takes an empty, unlinked page out of the heap's accounting: its last pops are counted
+/// and its bytes no longer belong to the class.
+unsafe fn leave_bin(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: the page is the heap's, of its recorded class.
+    unsafe {
+        let c = (*page).class as usize;
+        count_pops(heap, c, page);
+        let k = &mut (*heap).bins[c].span_bytes;
+        *k = k.wrapping_sub((*page).units as u64 * UNIT_SIZE as u64);
+    }
+}
+
+/// Keeps an empty big span in the spare slot, returning the previous spare to the arena.
+unsafe fn stash_spare(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: the page is empty, unlinked and owned by this thread's heap.
+    unsafe {
+        release_spare(heap);
+        leave_bin(heap, page);
+        (*heap).spare = page;
+    }
+}
+
+/// Returns the spare span, if any, to the arena.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or a parked heap under the pool lock).
+pub unsafe fn release_spare(heap: *mut Heap) {
+    // SAFETY: forwarded; the spare is empty and in no list.
+    unsafe {
+        let old = core::mem::replace(&mut (*heap).spare, ptr::null_mut());
+        if !old.is_null() {
+            release_span(old);
+        }
+    }
+}
+
+unsafe fn release_span(page: *mut Page) {
+    // SAFETY: the span is empty and referenced by nothing.
+    unsafe {
+        (*page).heap = ptr::null_mut();
+        (*page).flags = 0;
+        ARENA.lock().free_span(page);
+    }
+}
+
+/// Returns an empty, unlinked page of the heap to the arena.
+unsafe fn retire(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: the page is empty and unlinked; nobody references its blocks. The heap is
+    // the page's owner, run by this thread.
+    unsafe {
+        leave_bin(heap, page);
+        release_span(page);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_hold_enough_blocks() {
+        for c in 0..NUM_CLASSES {
+            let blocks = span_units(c) * UNIT_SIZE / class_size(c);
+            let want = if class_size(c) <= 131_072 { 4 } else { 2 };
+            assert!(blocks >= want, "class {c}");
+            assert!(span_units(c) <= super::super::UNITS / 4);
+        }
+    }
+}
