@@ -46,6 +46,37 @@ fn counters_match_what_the_thread_did() {
 }
 
 #[test]
+fn requested_bytes_of_mixed_sizes_stay_within_the_class_range() {
+    // Requested bytes are sampled at each refill of a page (see heap::counters): with
+    // sizes that vary inside one class the figure is an estimate, bounded by the sizes.
+    std::thread::spawn(|| {
+        let n = 5000usize;
+        let sizes = [100usize, 101, 102, 103, 104];
+        let c = class_of(sizes[0]);
+        assert!(sizes.iter().all(|&s| class_of(s) == c));
+        alloc_core::flush_stats();
+        let before = alloc_core::stats_snapshot().classes[c];
+        let blocks: Vec<usize> = (0..n)
+            .map(|i| alloc_core::alloc(sizes[i % sizes.len()], 8) as usize)
+            .collect();
+        alloc_core::flush_stats();
+        let mid = alloc_core::stats_snapshot().classes[c];
+        assert_eq!(mid.allocs - before.allocs, n as u64);
+        let requested = mid.requested_bytes - before.requested_bytes;
+        assert!(
+            (n * sizes[0]) as u64 <= requested && requested <= (n * sizes[4]) as u64,
+            "{requested}"
+        );
+        for b in blocks {
+            // SAFETY: allocated above, freed once.
+            unsafe { alloc_core::free(b as *mut u8) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn large_blocks_are_counted_exactly() {
     let before = alloc_core::stats_snapshot().classes[LARGE_SLOT];
     let p = alloc_core::alloc(3 << 20, 8);

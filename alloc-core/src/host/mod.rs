@@ -73,7 +73,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
                 unsafe {
                     let page = (*h).bins.get_unchecked(c).page;
                     if !(*page).free.is_null() {
-                        return heap::pop(h, page, c, size);
+                        return heap::pop(page);
                     }
                 }
             }

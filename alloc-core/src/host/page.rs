@@ -129,6 +129,9 @@ pub struct Page {
     pub reserved: u32,
     /// Size class (small spans).
     pub class: u16,
+    /// The request that last refilled `free`: the size the statistics credit to each
+    /// allocation served since (see `heap::counters`).
+    pub sample_size: u32,
     /// `uses.pops()` when the heap last counted this page's allocations.
     pub pops_counted: u64,
     // Hot: allocation and free (bytes 64-112).
@@ -160,6 +163,7 @@ impl Page {
         capacity: 0,
         reserved: 0,
         class: 0,
+        sample_size: 0,
         pops_counted: 0,
         free: ptr::null_mut(),
         local_free: ptr::null_mut(),
@@ -181,6 +185,7 @@ impl Page {
         self.local_free = ptr::null_mut();
         self.uses = Uses::ZERO;
         self.pops_counted = 0;
+        self.sample_size = 0;
         self.block_size = block_size as u32;
         self.heap = heap;
         self.class = class as u16;

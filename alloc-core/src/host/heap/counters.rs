@@ -1,12 +1,18 @@
 //! A heap's statistics and housekeeping on its slow path: folding its counters into the
 //! shared section, and the idle sweep.
 //!
-//! The fast paths keep no statistics counter of their own. An allocation's count is the
-//! page's pop count ([`Uses`](crate::host::page::Uses)), which the page keeps anyway to
-//! know when it empties; a free is derived as allocations minus the blocks still live.
-//! Only the requested bytes are added per allocation, in the bin. So a fold walks the
-//! heap's pages: for each it adds the pops since the page was last counted, and it counts
-//! a page's last pops when the page leaves the heap ([`count_pops`]).
+//! The fast paths keep no statistics counter at all:
+//! - an allocation's count is the page's pop count ([`Uses`](crate::host::page::Uses)),
+//!   which the page keeps anyway to know when it empties;
+//! - a free is derived as allocations minus the blocks still live;
+//! - requested bytes are sampled: each refill of a page's free list records the size of
+//!   the request that caused it, and every allocation served from the page until the next
+//!   refill is credited with that size. The figure is exact when a class's requests in one
+//!   run have one size (N blocks of S bytes give N × S), and otherwise an estimate of the
+//!   requested bytes within the class's rounding range, never off by more than that range.
+//!
+//! So a fold walks the heap's pages and counts each page's pops since it was last counted
+//! ([`count_pops`]); a page is counted too when it leaves the heap and before each refill.
 
 use super::{lists, retire, sentinel, Heap, HEAPS};
 use crate::host::page::Page;
@@ -19,18 +25,43 @@ const TICKS_PER_CHECK: u32 = 64;
 /// figures at most this old from a busy thread, and the fold's cost stays negligible.
 const FOLD_INTERVAL_MS: u64 = 10;
 
-/// Adds the pops of `page` since it was last counted to its bin's allocation count.
+/// Adds the pops of `page` since it was last counted to its bin's allocations, and as
+/// many times its sample size to the requested bytes.
 ///
 /// # Safety
 /// `heap` owns `page`, a small span of class `c`, and is run by the calling thread (or
 /// parked, under the pool lock).
 #[inline]
 pub unsafe fn count_pops(heap: *mut Heap, c: usize, page: *mut Page) {
+    if cfg!(feature = "no-counters") {
+        return;
+    }
     // SAFETY: forwarded.
     unsafe {
         let pops = (*page).uses.pops();
-        (*heap).bins[c].allocs += pops - (*page).pops_counted;
+        let new = pops - (*page).pops_counted;
+        let bin = &mut (*heap).bins[c];
+        bin.allocs += new;
+        bin.requested += new * (*page).sample_size as u64;
         (*page).pops_counted = pops;
+    }
+}
+
+/// Counts the allocations `page` served since its last refill, and samples `size` (the
+/// request now refilling it) for those it serves next.
+///
+/// # Safety
+/// As for [`count_pops`].
+#[inline]
+pub unsafe fn sample_refill(heap: *mut Heap, c: usize, page: *mut Page, size: usize) {
+    if cfg!(feature = "no-counters") {
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe {
+        count_pops(heap, c, page);
+        // Small classes end at 1 MiB, so the size fits.
+        (*page).sample_size = size as u32;
     }
 }
 

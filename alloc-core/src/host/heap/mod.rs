@@ -34,7 +34,7 @@ use crate::size_class::{class_size, NUM_CLASSES};
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use counters::{count_event, count_pops, tick};
+use counters::{count_event, count_pops, sample_refill, tick};
 use lists::{full_push, full_unlink, push_back, push_front, unlink};
 
 /// Blocks above this size do not keep an empty current page: the page goes to the heap's
@@ -46,8 +46,8 @@ const EXTEND_BYTES: usize = 16 * 1024;
 
 /// One size class of a heap.
 ///
-/// 128 bytes, aligned to 128, with the two fields the allocation path touches at bytes
-/// 32-47: page records keep their hot fields at 64-112 modulo 128, so loads of a bin never
+/// 128 bytes, aligned to 128, with the field the allocation path reads at bytes 32-39:
+/// page records keep their hot fields at 64-112 modulo 128, so loads of a bin never
 /// alias the stores a free makes to a page (see [`Page`]).
 #[repr(C, align(128))]
 pub struct Bin {
@@ -61,8 +61,8 @@ pub struct Bin {
     misses: u64,
     /// Current page, or the sentinel when the class has no page.
     pub page: *mut Page,
-    /// Bytes requested by allocations of this class (the one counter the fast path keeps).
-    pub requested: u64,
+    /// Bytes requested by allocations of this class, as sampled (see `counters`).
+    requested: u64,
     /// Allocations counted so far: pops of pages as of their last count (see `counters`).
     allocs: u64,
     /// The current page and its activity when the idle sweep last looked.
@@ -120,23 +120,31 @@ pub fn span_units(c: usize) -> usize {
     (bs * blocks).div_ceil(UNIT_SIZE).max(1)
 }
 
-/// Pops a block from a page known to have one, counting it.
+/// Pops a block from a page known to have one.
 ///
 /// # Safety
-/// `heap` is the calling thread's heap, `page` one of its pages with a non-empty free
-/// list, and `c` its class.
+/// `page` is a page of the calling thread's heap, with a non-empty free list.
 #[inline(always)]
-pub unsafe fn pop(heap: *mut Heap, page: *mut Page, c: usize, size: usize) -> *mut u8 {
+pub unsafe fn pop(page: *mut Page) -> *mut u8 {
     // SAFETY: the caller checked the free list is non-empty; the page is this heap's.
     unsafe {
         let b = (*page).free;
         (*page).free = (*b).next;
         (*page).uses.take();
-        if !cfg!(feature = "no-counters") {
-            // c < NUM_CLASSES: callers pass a class index.
-            (*heap).bins.get_unchecked_mut(c).requested += size as u64;
-        }
         b as *mut u8
+    }
+}
+
+/// Pops from a page whose free list was just refilled for a request of `size` bytes.
+///
+/// # Safety
+/// As for [`pop`]; `page` is of class `c`.
+#[inline(always)]
+unsafe fn pop_refilled(heap: *mut Heap, page: *mut Page, c: usize, size: usize) -> *mut u8 {
+    // SAFETY: forwarded.
+    unsafe {
+        sample_refill(heap, c, page, size);
+        pop(page)
     }
 }
 
@@ -163,7 +171,7 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
         if !(*page).local_free.is_null() {
             (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
             count_event(heap);
-            return pop(heap, page, c, size);
+            return pop_refilled(heap, page, c, size);
         }
         drain_remote(heap);
         tick(heap);
@@ -173,15 +181,15 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
                 break;
             }
             if !(*page).free.is_null() {
-                return pop(heap, page, c, size);
+                return pop_refilled(heap, page, c, size);
             }
             if !(*page).local_free.is_null() {
                 (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
-                return pop(heap, page, c, size);
+                return pop_refilled(heap, page, c, size);
             }
             if (*page).can_extend() {
                 (*page).extend(EXTEND_BYTES);
-                return pop(heap, page, c, size);
+                return pop_refilled(heap, page, c, size);
             }
             unlink(heap, c, page);
             (*page).flags |= FULL;
@@ -204,7 +212,7 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
         push_front(heap, c, page);
         (*heap).bins[c].span_bytes += (units * UNIT_SIZE) as u64;
         (*page).extend(EXTEND_BYTES);
-        pop(heap, page, c, size)
+        pop_refilled(heap, page, c, size)
     }
 }
 
