@@ -1,5 +1,7 @@
-//! Quick check of alloc/free pair cost that tolerates a busy machine: the minimum over many
-//! short runs (preemption only ever adds time). Not a substitute for `cargo bench`.
+//! Quick check of alloc/free pair cost: the minimum and the median over many short runs.
+//! The minimum tolerates a busy machine (preemption only ever adds time) but can hide a
+//! cost that only some runs avoid; a median far above the minimum on a quiet machine
+//! means the loop is bimodal. Not a substitute for `cargo bench`.
 use poolside_benches::{base_subjects, free, must_alloc, Subject};
 use std::hint::black_box;
 use std::time::Instant;
@@ -12,10 +14,11 @@ fn main() {
         name: "mimalloc",
         alloc: &MIMALLOC,
     });
+    println!("size: allocator=min/median ns per pair");
     for size in [16usize, 64, 256, 1024, 4096, 65536, 1 << 20] {
         let mut line = format!("{size:>8}");
         for s in &subjects {
-            let mut best = f64::MAX;
+            let mut runs = Vec::with_capacity(200);
             for _ in 0..200 {
                 let n = 20_000;
                 let t = Instant::now();
@@ -27,9 +30,10 @@ fn main() {
                         free(s.alloc, black_box(p), size);
                     }
                 }
-                best = best.min(t.elapsed().as_nanos() as f64 / n as f64);
+                runs.push(t.elapsed().as_nanos() as f64 / n as f64);
             }
-            line += &format!("  {}={best:.2}ns", s.name);
+            runs.sort_by(f64::total_cmp);
+            line += &format!("  {}={:.2}/{:.2}ns", s.name, runs[0], runs[runs.len() / 2]);
         }
         println!("{line}");
     }
