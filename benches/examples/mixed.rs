@@ -2,6 +2,8 @@
 //! step frees one block and allocates another of a pseudo-random size (mostly small, some
 //! up to 64 KiB), 2 million steps, through poolside directly. Deterministic, so its
 //! instruction count (callgrind) compares builds exactly.
+//!
+//! `mixed STEPS SIZE` instead runs STEPS alloc/free pairs of SIZE bytes.
 
 use std::time::Instant;
 
@@ -10,6 +12,26 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
+    if let Some(size) = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        let t = Instant::now();
+        for i in 0..steps {
+            let p = alloc_core::alloc(std::hint::black_box(size), 8);
+            assert!(!p.is_null());
+            // SAFETY: p is a live block of `size` >= 1 bytes, freed once.
+            unsafe {
+                p.write(i as u8);
+                alloc_core::free(std::hint::black_box(p));
+            }
+        }
+        eprintln!(
+            "{:.2} ns/step",
+            t.elapsed().as_nanos() as f64 / steps as f64
+        );
+        return;
+    }
     let mut ring = vec![(std::ptr::null_mut::<u8>(), 0usize); 4096];
     let mut x = 0x9e3779b97f4a7c15u64;
     let t = Instant::now();

@@ -200,6 +200,18 @@ impl Page {
         self.prev = ptr::null_mut();
     }
 
+    /// Makes an empty span of this heap's spare slot its class's page again. Its counts
+    /// carry on: the heap counted the span as part of the class all along.
+    pub fn reuse_small(&mut self) {
+        debug_assert!(self.uses.live() == 0);
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.flags = IN_USE;
+        self.capacity = 0;
+        self.next = ptr::null_mut();
+        self.prev = ptr::null_mut();
+    }
+
     /// A value that changes whenever a block is popped (barring wrap-around): the pop count,
     /// or where the free list starts when the feature `no-counters` keeps no pop count.
     #[inline]

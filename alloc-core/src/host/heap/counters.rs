@@ -5,9 +5,10 @@
 //! - an allocation's count is the page's pop count ([`Uses`](crate::host::page::Uses)),
 //!   which the page keeps anyway to know when it empties;
 //! - a free is derived as allocations minus the blocks still live;
-//! - requested bytes are sampled: each refill of a page's free list records the size of
+//! - requested bytes are sampled: a refill of a page's free list (every one on the long
+//!   slow path, one in eight when a page refills from its own frees) records the size of
 //!   the request that caused it, and every allocation served from the page until the next
-//!   refill is credited with that size. The figure is exact when a class's requests in one
+//!   sample is credited with that size. The figure is exact when a class's requests in one
 //!   run have one size (N blocks of S bytes give N × S), and otherwise an estimate of the
 //!   requested bytes within the class's rounding range, never off by more than that range.
 //!
@@ -81,6 +82,11 @@ pub unsafe fn fold(heap: *mut Heap) {
             });
             (*heap).bins[c].live = live;
         }
+        // The spare span is empty, and counted in its class until it leaves the slot.
+        let spare = (*heap).spare;
+        if !spare.is_null() {
+            count_pops(heap, (*spare).class as usize, spare);
+        }
         stats::write_section(|s| {
             for c in 0..NUM_CLASSES {
                 let bin = &mut (*heap).bins[c];
@@ -100,6 +106,9 @@ pub unsafe fn fold(heap: *mut Heap) {
     }
 }
 
+/// Slow-path events between two samples of the requested size on the refill path.
+const EVENTS_PER_SAMPLE: u32 = 8;
+
 /// Counts a slow-path event: sweeps one class, and folds the counters once per
 /// [`FOLD_INTERVAL_MS`] (looking at the clock every [`TICKS_PER_CHECK`] events).
 ///
@@ -110,18 +119,6 @@ pub unsafe fn tick(heap: *mut Heap) {
     // SAFETY: forwarded.
     unsafe {
         sweep_one(heap);
-        count_event(heap);
-    }
-}
-
-/// Counts a slow-path event without sweeping (the refill path, which must stay short).
-///
-/// # Safety
-/// `heap` is the calling thread's heap.
-#[inline(always)]
-pub unsafe fn count_event(heap: *mut Heap) {
-    // SAFETY: forwarded.
-    unsafe {
         (*heap).ticks += 1;
         if (*heap).ticks >= TICKS_PER_CHECK {
             maybe_fold(heap);
@@ -129,6 +126,36 @@ pub unsafe fn count_event(heap: *mut Heap) {
     }
 }
 
+/// Counts a refill of `page` (class `c`) from its own frees for a request of `size`
+/// bytes: the short path, which neither sweeps nor samples every time.
+///
+/// # Safety
+/// `heap` is the calling thread's heap and owns `page`.
+#[inline(always)]
+pub unsafe fn count_event(heap: *mut Heap, c: usize, page: *mut Page, size: usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        (*heap).ticks += 1;
+        if (*heap).ticks % EVENTS_PER_SAMPLE == 0 {
+            sample_and_check(heap, c, page, size);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn sample_and_check(heap: *mut Heap, c: usize, page: *mut Page, size: usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        sample_refill(heap, c, page, size);
+        if (*heap).ticks >= TICKS_PER_CHECK {
+            maybe_fold(heap);
+        }
+    }
+}
+
+/// Folds the counters if [`FOLD_INTERVAL_MS`] passed since the last fold, and frees what
+/// other threads handed back to parked heaps.
 #[cold]
 #[inline(never)]
 unsafe fn maybe_fold(heap: *mut Heap) {

@@ -164,14 +164,14 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
     // SAFETY: the heap is this thread's; pages in its bins are its own.
     unsafe {
         // The common case first, with little housekeeping: the current page's own frees
-        // refill its free list (every few allocations for big blocks in an alloc/free
-        // loop). Counting the event keeps a thread that only ever takes this path folding
-        // its statistics.
+        // refill its free list (every allocation for big blocks in an alloc/free loop).
+        // Counting the event keeps a thread that only ever takes this path folding its
+        // statistics; the requested size is sampled on one such refill in eight.
         let page = (*heap).bins[c].page;
         if !(*page).local_free.is_null() {
             (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
-            count_event(heap);
-            return pop_refilled(heap, page, c, size);
+            count_event(heap, c, page, size);
+            return pop(page);
         }
         drain_remote(heap);
         tick(heap);
@@ -199,6 +199,16 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
         let spare = (*heap).spare;
         let page = if !spare.is_null() && (*spare).units as usize == units {
             (*heap).spare = ptr::null_mut();
+            if (*spare).class as usize == c {
+                // An alloc/free loop over big blocks: the span comes straight back, still
+                // counted in this class, so it takes the short path's accounting.
+                (*spare).reuse_small();
+                push_front(heap, c, spare);
+                (*spare).extend(EXTEND_BYTES);
+                count_event(heap, c, spare, size);
+                return pop(spare);
+            }
+            leave_bin(heap, spare);
             spare
         } else {
             let Some(span) = ARENA.lock().alloc_span(units) else {
@@ -342,11 +352,11 @@ unsafe fn leave_bin(heap: *mut Heap, page: *mut Page) {
 }
 
 /// Keeps an empty big span in the spare slot, returning the previous spare to the arena.
+/// The span stays counted in its class until it leaves the slot.
 unsafe fn stash_spare(heap: *mut Heap, page: *mut Page) {
     // SAFETY: the page is empty, unlinked and owned by this thread's heap.
     unsafe {
         release_spare(heap);
-        leave_bin(heap, page);
         (*heap).spare = page;
     }
 }
@@ -355,12 +365,13 @@ unsafe fn stash_spare(heap: *mut Heap, page: *mut Page) {
 ///
 /// # Safety
 /// `heap` is the calling thread's heap (or a parked heap under the pool lock).
+#[inline]
 pub unsafe fn release_spare(heap: *mut Heap) {
     // SAFETY: forwarded; the spare is empty and in no list.
     unsafe {
         let old = core::mem::replace(&mut (*heap).spare, ptr::null_mut());
         if !old.is_null() {
-            release_span(old);
+            retire(heap, old);
         }
     }
 }
@@ -375,6 +386,7 @@ unsafe fn release_span(page: *mut Page) {
 }
 
 /// Returns an empty, unlinked page of the heap to the arena.
+#[inline(never)]
 unsafe fn retire(heap: *mut Heap, page: *mut Page) {
     // SAFETY: the page is empty and unlinked; nobody references its blocks. The heap is
     // the page's owner, run by this thread.
