@@ -32,18 +32,16 @@ pub const KEEP_EMPTY: u8 = 4;
 /// How many blocks of a page are handed out.
 ///
 /// Kept as two monotone counts, blocks popped and blocks freed back, rather than one
-/// `used` gauge: the pop count is then the page's allocation count, which the statistics
-/// read on their slow path, so the allocation fast path updates no statistics counter of
-/// its own. The feature `no-counters` (for measuring the statistics' cost) keeps the plain
-/// gauge instead.
-#[cfg(not(feature = "no-counters"))]
+/// `used` gauge: the pop count then also tells the idle sweep whether a page served any
+/// allocation since it last looked, and it is the page's allocation count, which the
+/// statistics read on their slow path, so the allocation fast path updates no statistics
+/// counter of its own.
 #[repr(C)]
 pub struct Uses {
     popped: u64,
     freed: u64,
 }
 
-#[cfg(not(feature = "no-counters"))]
 impl Uses {
     pub const ZERO: Uses = Uses {
         popped: 0,
@@ -69,34 +67,6 @@ impl Uses {
     #[inline]
     pub fn pops(&self) -> u64 {
         self.popped
-    }
-}
-
-#[cfg(feature = "no-counters")]
-#[repr(C)]
-pub struct Uses {
-    used: u64,
-}
-
-#[cfg(feature = "no-counters")]
-impl Uses {
-    pub const ZERO: Uses = Uses { used: 0 };
-    #[inline(always)]
-    pub fn take(&mut self) {
-        self.used += 1;
-    }
-    #[inline(always)]
-    pub fn give(&mut self) -> bool {
-        self.used -= 1;
-        self.used == 0
-    }
-    #[inline]
-    pub fn live(&self) -> u64 {
-        self.used
-    }
-    #[inline]
-    pub fn pops(&self) -> u64 {
-        0
     }
 }
 
@@ -210,17 +180,6 @@ impl Page {
         self.capacity = 0;
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
-    }
-
-    /// A value that changes whenever a block is popped (barring wrap-around): the pop count,
-    /// or where the free list starts when the feature `no-counters` keeps no pop count.
-    #[inline]
-    pub fn activity(&self) -> u64 {
-        if cfg!(feature = "no-counters") {
-            self.free as u64
-        } else {
-            self.uses.pops()
-        }
     }
 
     /// Whether blocks remain that were never carved.

@@ -71,6 +71,9 @@ pub unsafe fn sample_refill(heap: *mut Heap, c: usize, page: *mut Page, size: us
 /// # Safety
 /// `heap` is the calling thread's heap (or a parked heap, under the pool lock).
 pub unsafe fn fold(heap: *mut Heap) {
+    if cfg!(feature = "no-counters") {
+        return;
+    }
     // SAFETY: forwarded; the bins and pages are this thread's. The pages are walked before
     // the stats lock is taken, so the section's writers wait only for the copy.
     unsafe {
@@ -136,7 +139,7 @@ pub unsafe fn count_event(heap: *mut Heap, c: usize, page: *mut Page, size: usiz
     // SAFETY: forwarded.
     unsafe {
         (*heap).ticks += 1;
-        if (*heap).ticks % EVENTS_PER_SAMPLE == 0 {
+        if (*heap).ticks.is_multiple_of(EVENTS_PER_SAMPLE) {
             sample_and_check(heap, c, page, size);
         }
     }
@@ -190,7 +193,7 @@ unsafe fn sweep_one(heap: *mut Heap) {
         if page == sentinel() {
             return;
         }
-        let pops = (*page).activity();
+        let pops = (*page).uses.pops();
         let (seen_page, seen_pops) = h.bins[c].swept;
         if seen_page == page
             && seen_pops == pops
