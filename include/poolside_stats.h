@@ -44,7 +44,10 @@ typedef struct poolside_ClassCounters {
   uint64_t misses;
   // Bytes in live blocks now (block size times live blocks; exact for large and huge).
   uint64_t live_bytes;
-  // Sum of the sizes asked for, over all allocations.
+  // Sum of the sizes asked for, over all allocations. Exact for large and huge blocks
+  // and devices; for host size classes it is sampled (each page refill's request size
+  // stands for the allocations until the next sample): exact when a class sees one
+  // request size, otherwise within the class's rounding range.
   uint64_t requested_bytes;
   // Sum of the sizes handed out (after rounding), over all allocations.
   uint64_t allocated_bytes;

@@ -37,7 +37,7 @@ pub struct Arena {
 unsafe impl Send for Arena {}
 
 /// Dirty bytes always allowed to wait for their purge delay; beyond this and a quarter of
-/// the memory in use, a free purges at once.
+/// the memory in use, a free purges the longest-quiet segments at once (`trim`).
 const DIRTY_MIN: usize = 32 << 20;
 
 /// The process's arena.
@@ -136,8 +136,10 @@ impl Arena {
         let now = sys::now_ms();
         s.purge_at = now + self.purge_delay_ms;
         self.next_purge = self.next_purge.min(s.purge_at);
-        let force = self.dirty > DIRTY_MIN.max((self.reserved - self.dirty) / 4);
-        self.maybe_purge(now, force);
+        if self.dirty > self.dirty_cap() {
+            self.trim();
+        }
+        self.maybe_purge(now, false);
         self.publish();
     }
 
@@ -252,6 +254,41 @@ impl Arena {
         }
         self.next_purge = next;
         self.publish();
+    }
+
+    /// Dirty bytes allowed to wait for their purge delay.
+    fn dirty_cap(&self) -> usize {
+        DIRTY_MIN.max((self.reserved - self.dirty) / 4)
+    }
+
+    /// Purges the segments that have been quiet longest (earliest deadline first) until
+    /// the dirty bytes are down to three quarters of the cap. Purging everything at once would also
+    /// drop what was freed a moment ago and is about to be reused: under churn that meant
+    /// a page fault for most new spans and a TLB shootdown per purge.
+    fn trim(&mut self) {
+        while self.dirty > self.dirty_cap() * 3 / 4 {
+            let mut oldest: *mut Segment = ptr::null_mut();
+            let mut at = u64::MAX;
+            let mut seg = self.segments;
+            while !seg.is_null() {
+                // SAFETY: live segment under the lock.
+                let s = unsafe { &*seg };
+                if s.purge_at != 0 && s.purge_at < at {
+                    (oldest, at) = (seg, s.purge_at);
+                }
+                seg = s.next;
+            }
+            if oldest.is_null() {
+                return;
+            }
+            // SAFETY: as above; dirty units are free, with no live data.
+            let s = unsafe { &mut *oldest };
+            let bytes = s.purge_dirty(|a, l| unsafe { os::purge(a as *mut u8, l) });
+            self.dirty -= bytes;
+            self.reserved -= bytes;
+            self.purged += bytes;
+            s.purge_at = 0;
+        }
     }
 
     /// Notes a new earliest deadline (huge cache insertions).

@@ -75,10 +75,11 @@ impl Uses {
 /// 128 bytes, aligned to 128, with the fields the fast paths touch in the second half.
 /// Page records and heap bins sit at page-aligned bases, and so do blocks of sizes that
 /// are multiples of 128; keeping each kind of hot field at its own offset modulo 128
-/// (blocks at 0, heap bins at 32-48, pages at 64-112) means a load on the allocation path
-/// never shares its low 12 address bits with a store the previous free left in flight.
-/// Such "4K aliasing" made the load wait for the store every iteration and cost a third
-/// of the 256 B alloc/free pair.
+/// (blocks at 0, heap bins at 32-40, pages at 64-112) means a load on the allocation path
+/// never shares its low 12 address bits with a store the previous free left in flight,
+/// which on x86 can make the load wait for the store ("4K aliasing"). The pair benchmark
+/// could not show this cost apart from a larger one (see size_class::class_of), so the
+/// layout is a precaution, not a measured gain.
 #[repr(C, align(128))]
 pub struct Page {
     // Cold: the slow paths only (bytes 0-63).

@@ -42,7 +42,10 @@ pub struct ClassCounters {
     pub misses: u64,
     /// Bytes in live blocks now (block size times live blocks; exact for large and huge).
     pub live_bytes: u64,
-    /// Sum of the sizes asked for, over all allocations.
+    /// Sum of the sizes asked for, over all allocations. Exact for large and huge blocks
+    /// and devices; for host size classes it is sampled (each page refill's request size
+    /// stands for the allocations until the next sample): exact when a class sees one
+    /// request size, otherwise within the class's rounding range.
     pub requested_bytes: u64,
     /// Sum of the sizes handed out (after rounding), over all allocations.
     pub allocated_bytes: u64,
