@@ -240,16 +240,8 @@ pub unsafe fn free(ptr: *mut u8) {
 unsafe fn free_other(ptr: *mut u8) {
     match classify(ptr) {
         Owner::Foreign => {}
-        // SAFETY: the block is live and owned by another heap, which is never unmapped; a
-        // thread with a heap batches such frees, one without hands the block over at once.
-        Owner::Small(page) => unsafe {
-            let h = tls::get();
-            if h.is_null() {
-                heap::free_remote((*page).heap, ptr)
-            } else {
-                heap::free_remote_batched(h, (*page).heap, ptr)
-            }
-        },
+        // SAFETY: the block is live and owned by another heap, which is never unmapped.
+        Owner::Small(page) => unsafe { heap::free_remote((*page).heap, ptr) },
         Owner::Large(page) => {
             // SAFETY: a live large span.
             unsafe {
@@ -379,7 +371,6 @@ pub fn collect(force: bool) {
     if !h.is_null() {
         // SAFETY: this thread's heap.
         unsafe {
-            heap::flush_outbox(h);
             heap::drain_remote(h);
             heap::release_empty_pages(h, force);
             heap::fold(h);
@@ -388,16 +379,12 @@ pub fn collect(force: bool) {
     ARENA.lock().maybe_purge(sys::now_ms(), force);
 }
 
-/// Folds this thread's counters into the stats section, after handing other heaps the
-/// blocks this thread freed for them.
+/// Folds this thread's counters into the stats section.
 pub fn flush_stats() {
     let h = tls::get();
     if !h.is_null() {
         // SAFETY: this thread's heap.
-        unsafe {
-            heap::flush_outbox(h);
-            heap::fold(h);
-        }
+        unsafe { heap::fold(h) };
     }
     ARENA.lock().publish();
 }

@@ -91,9 +91,6 @@ pub struct Heap {
     folded_at: u64,
     /// Next heap in the parked list.
     next: *mut Heap,
-    /// Blocks this thread freed for another heap and has not handed over yet (see
-    /// [`free_remote_batched`]).
-    outbox: Outbox,
     _pad: [u8; 64],
     /// Blocks freed by other threads (a Treiber stack through the blocks' first word).
     pub remote: AtomicPtr<Block>,
@@ -176,7 +173,6 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
             count_event(heap, c, page, size);
             return pop(page);
         }
-        flush_outbox(heap);
         drain_remote(heap);
         tick(heap);
         loop {
@@ -274,77 +270,6 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
                 retire(heap, page);
             }
         }
-    }
-}
-
-/// Blocks freed for one other heap, chained through their first words, handed over as one
-/// chain: one CAS on the owner's stack per [`OUTBOX_MAX`] frees instead of one per free, so
-/// a consumer thread freeing a producer's blocks does not fight the producer for the
-/// stack's cache line on every block.
-struct Outbox {
-    head: *mut Block,
-    tail: *mut Block,
-    owner: *mut Heap,
-    len: u32,
-}
-
-/// Blocks an outbox holds at most. A thread that frees a few blocks of another and then
-/// stops allocating keeps them at most until it exits or calls `collect`.
-const OUTBOX_MAX: u32 = 64;
-
-/// Frees a block of another heap `owner` from the calling thread's heap `heap`, through
-/// the outbox.
-///
-/// # Safety
-/// `heap` is the calling thread's heap; `owner` is a live heap (heaps are never unmapped),
-/// not `heap`, owning the block's page; `ptr` is a live block.
-#[inline]
-pub unsafe fn free_remote_batched(heap: *mut Heap, owner: *mut Heap, ptr: *mut u8) {
-    // SAFETY: the outbox is this thread's; the block is ours to link until handed over.
-    unsafe {
-        let o = &mut (*heap).outbox;
-        if o.owner != owner {
-            flush_outbox(heap);
-            (*heap).outbox.owner = owner;
-        }
-        let o = &mut (*heap).outbox;
-        let b = ptr as *mut Block;
-        (*b).next = o.head;
-        if o.head.is_null() {
-            o.tail = b;
-        }
-        o.head = b;
-        o.len += 1;
-        if o.len >= OUTBOX_MAX {
-            flush_outbox(heap);
-        }
-    }
-}
-
-/// Hands the outbox's blocks to their owner.
-///
-/// # Safety
-/// `heap` is the calling thread's heap (or a parked heap under the pool lock).
-pub unsafe fn flush_outbox(heap: *mut Heap) {
-    // SAFETY: the outbox is this thread's; its chain is ours until the push succeeds, and
-    // its owner is a live heap.
-    unsafe {
-        let o = &mut (*heap).outbox;
-        if o.head.is_null() {
-            return;
-        }
-        let stack = &(*o.owner).remote;
-        let mut old = stack.load(Ordering::Relaxed);
-        loop {
-            (*o.tail).next = old;
-            match stack.compare_exchange_weak(old, o.head, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(h) => old = h,
-            }
-        }
-        o.head = ptr::null_mut();
-        o.tail = ptr::null_mut();
-        o.len = 0;
     }
 }
 

@@ -4,7 +4,7 @@
 //! flat. Blocks that other threads free to a parked heap are reclaimed by whoever holds
 //! the pool lock next on a slow path.
 
-use super::{drain_remote, flush_outbox, fold, release_empty_pages, sentinel, Heap};
+use super::{drain_remote, fold, release_empty_pages, sentinel, Heap};
 use crate::host::{init, stats, tls};
 use crate::size_class::NUM_CLASSES;
 use crate::source::os;
@@ -85,7 +85,6 @@ fn new_heap() -> *mut Heap {
 pub unsafe fn abandon(heap: *mut Heap) {
     // SAFETY: forwarded.
     unsafe {
-        flush_outbox(heap);
         drain_remote(heap);
         release_empty_pages(heap, true);
         fold(heap);
