@@ -6,7 +6,8 @@
 //!   which the page keeps anyway to know when it empties;
 //! - a free is derived as allocations minus the blocks still live;
 //! - requested bytes are sampled: a refill of a page's free list (every one on the long
-//!   slow path, one in eight when a page refills from its own frees) records the size of
+//!   slow path; when a page refills from its own frees, once per [`TICKS_PER_CHECK`]
+//!   slow-path events) records the size of
 //!   the request that caused it, and every allocation served from the page until the next
 //!   sample is credited with that size. The figure is exact when a class's requests in one
 //!   run have one size (N blocks of S bytes give N × S), and otherwise an estimate of the
@@ -109,9 +110,6 @@ pub unsafe fn fold(heap: *mut Heap) {
     }
 }
 
-/// Slow-path events between two samples of the requested size on the refill path.
-const EVENTS_PER_SAMPLE: u32 = 8;
-
 /// Counts a slow-path event: sweeps one class, and folds the counters once per
 /// [`FOLD_INTERVAL_MS`] (looking at the clock every [`TICKS_PER_CHECK`] events).
 ///
@@ -139,7 +137,7 @@ pub unsafe fn count_event(heap: *mut Heap, c: usize, page: *mut Page, size: usiz
     // SAFETY: forwarded.
     unsafe {
         (*heap).ticks += 1;
-        if (*heap).ticks.is_multiple_of(EVENTS_PER_SAMPLE) {
+        if (*heap).ticks >= TICKS_PER_CHECK {
             sample_and_check(heap, c, page, size);
         }
     }

@@ -166,7 +166,7 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
         // The common case first, with little housekeeping: the current page's own frees
         // refill its free list (every allocation for big blocks in an alloc/free loop).
         // Counting the event keeps a thread that only ever takes this path folding its
-        // statistics; the requested size is sampled on one such refill in eight.
+        // statistics; the requested size is sampled once per clock check.
         let page = (*heap).bins[c].page;
         if !(*page).local_free.is_null() {
             (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
