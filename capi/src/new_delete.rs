@@ -4,7 +4,9 @@
 //! aligned deletes are not needed: the engine knows every block's size class).
 //!
 //! News must call the new_handler and throw std::bad_alloc on failure, which takes C++:
-//! those bodies are in `new_delete.cpp` under hidden C names. The exported mangled symbols
+//! those bodies are in `new_delete.cpp` under hidden C names. That file uses no C++
+//! library symbol; its failure paths look up the program's own C++ runtime, so the
+//! library does not depend on libstdc++. The exported mangled symbols
 //! are naked one-instruction trampolines that tail-jump there, because rustc's version
 //! script for a cdylib exports only symbols defined in Rust, and because no Rust frame
 //! may stand between a C++ throw and its catch (this crate is built with panic=abort, so

@@ -37,6 +37,19 @@ fn tls_is_initial_exec_only() {
     );
 }
 
+/// The library needs libc alone: every program under the preload loads what it needs, so
+/// a C++ runtime dependency would cost C programs its RSS (operator new finds the
+/// program's own runtime when it must throw).
+#[test]
+fn depends_on_libc_alone() {
+    let dynamic = readelf(&["-d", "-W"]);
+    let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert!(
+        needed.iter().all(|l| l.contains("[libc.so.6]")),
+        "libpoolside.so needs more than libc: {needed:?}"
+    );
+}
+
 fn defined_exports() -> Vec<String> {
     readelf(&["--dyn-syms", "-W"])
         .lines()
