@@ -281,8 +281,9 @@ impl Arena {
             if oldest.is_null() {
                 return;
             }
-            // SAFETY: as above; dirty units are free, with no live data.
+            // SAFETY: as above.
             let s = unsafe { &mut *oldest };
+            // SAFETY: dirty units are free: no live data.
             let bytes = s.purge_dirty(|a, l| unsafe { os::purge(a as *mut u8, l) });
             self.dirty -= bytes;
             self.reserved -= bytes;
