@@ -4,8 +4,8 @@
 //! spans (pages) with free blocks, whose head is the page allocations come from, and a
 //! list of full pages. Allocation and the free of a block the heap owns touch only the
 //! heap and the page: no atomics, no locks. A block freed by another thread is pushed onto
-//! the owner heap's `remote` stack with one CAS; the owner drains that stack on its slow
-//! path.
+//! the owner heap's inbox (`inbox`: a ring, with a stack for overflow); the owner drains
+//! it on its slow path.
 //!
 //! Page states: in the bin list (has or may get free blocks), or `FULL` (no free block,
 //! moved to the full list; the next local free moves it back). Only the bin's current page
@@ -20,6 +20,7 @@
 //! exited threads).
 
 mod counters;
+mod inbox;
 mod lists;
 mod park;
 
@@ -33,7 +34,6 @@ use super::{pagemap, UNIT_SIZE};
 use crate::size_class::{class_size, NUM_CLASSES};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
 use counters::{count_event, count_pops, sample_refill, tick};
 use lists::{full_push, full_unlink, push_back, push_front, unlink};
 
@@ -91,9 +91,8 @@ pub struct Heap {
     folded_at: u64,
     /// Next heap in the parked list.
     next: *mut Heap,
-    _pad: [u8; 64],
-    /// Blocks freed by other threads (a Treiber stack through the blocks' first word).
-    pub remote: AtomicPtr<Block>,
+    /// Blocks freed by other threads.
+    pub inbox: inbox::Inbox,
 }
 
 struct Sentinel(UnsafeCell<Page>);
@@ -273,46 +272,27 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
     }
 }
 
-/// Pushes a block onto its owner heap's remote stack.
+/// Hands a block to its owner heap's inbox.
 ///
 /// # Safety
 /// `owner` is a live heap (heaps are never unmapped) owning the block's page; `ptr` is a
 /// live block.
 pub unsafe fn free_remote(owner: *mut Heap, ptr: *mut u8) {
-    let b = ptr as *mut Block;
-    // SAFETY: forwarded.
-    let stack = unsafe { &(*owner).remote };
-    let mut head = stack.load(Ordering::Relaxed);
-    loop {
-        // SAFETY: the block is ours to write until the push succeeds.
-        unsafe { (*b).next = head };
-        match stack.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => return,
-            Err(h) => head = h,
-        }
-    }
+    // SAFETY: forwarded; the inbox is shared by design.
+    unsafe { (*owner).inbox.push(ptr as *mut Block) }
 }
 
 /// Frees every block other threads handed back to this heap.
 ///
 /// # Safety
-/// `heap` is the calling thread's heap.
+/// `heap` is the calling thread's heap (or a parked heap, under the pool lock).
 pub unsafe fn drain_remote(heap: *mut Heap) {
-    // SAFETY: forwarded.
-    let stack = unsafe { &(*heap).remote };
-    if stack.load(Ordering::Relaxed).is_null() {
-        return;
-    }
-    let mut b = stack.swap(ptr::null_mut(), Ordering::Acquire);
-    while !b.is_null() {
-        // SAFETY: blocks on the stack are live blocks of pages this heap owns; the Acquire
-        // swap makes their links visible.
-        unsafe {
-            let next = (*b).next;
+    // SAFETY: the caller owns the heap; blocks in its inbox are live blocks of its pages.
+    unsafe {
+        (*heap).inbox.drain(|b| {
             let page = pagemap::lookup(b as usize) as *mut Page;
             free_local(heap, page, b as *mut u8);
-            b = next;
-        }
+        })
     }
 }
 

@@ -10,7 +10,6 @@ use crate::size_class::NUM_CLASSES;
 use crate::source::os;
 use crate::sys::SpinLock;
 use core::ptr;
-use core::sync::atomic::Ordering;
 
 /// Parked heaps and counts. Lock order: HEAPS, then ARENA, then the stats lock.
 pub struct Pool {
@@ -67,12 +66,13 @@ fn new_heap() -> *mut Heap {
     };
     let h = mem.as_ptr() as *mut Heap;
     // SAFETY: fresh zeroed memory, page-aligned (enough for the bins' 128) and sized for a
-    // Heap; zero is valid for every field but the bins' current pages, which we point at
-    // the sentinel.
+    // Heap, not shared yet; zero is valid for every field but the bins' current pages,
+    // which we point at the sentinel, and the inbox's slot numbers.
     unsafe {
         for c in 0..NUM_CLASSES {
             (*h).bins[c].page = sentinel();
         }
+        (*h).inbox.init();
     }
     h
 }
@@ -108,7 +108,7 @@ pub fn reclaim_parked(pool: &Pool) {
         // SAFETY: holding the pool lock, nobody can adopt a parked heap, so we may act as
         // its owner; parked heaps are live.
         unsafe {
-            if !(*h).remote.load(Ordering::Relaxed).is_null() {
+            if (*h).inbox.has_blocks() {
                 drain_remote(h);
                 release_empty_pages(h, true);
                 fold(h);
