@@ -204,7 +204,7 @@ fn random_model_check() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if x % 3 != 0 || live.is_empty() {
+        if !x.is_multiple_of(3) || live.is_empty() {
             let size = (x >> 20) as usize % (MAX_SMALL / 8);
             match p.alloc(size) {
                 Some(b) => {
