@@ -16,8 +16,8 @@
 //! kept empty page once its class has seen no allocation for a whole sweep round, so a
 //! buffer grown by realloc through many classes leaves nothing behind.
 //!
-//! Files: `lists` (the page lists), `counters` (statistics and the sweep), `park` (heaps of
-//! exited threads).
+//! Files: `lists` (the page lists), `inbox` (blocks other threads free), `counters`
+//! (statistics and the sweep), `park` (heaps of exited threads).
 
 mod counters;
 mod inbox;
@@ -91,7 +91,7 @@ pub struct Heap {
     folded_at: u64,
     /// Next heap in the parked list.
     next: *mut Heap,
-    /// Blocks freed by other threads.
+    /// Blocks freed by other threads (cache-line aligned: the freeing threads write it).
     pub inbox: inbox::Inbox,
 }
 
