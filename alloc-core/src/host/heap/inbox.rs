@@ -11,6 +11,10 @@
 //! position `i`, and `seq == i + 1` once that push has published its block; the owner,
 //! taking position `i`, sets `seq = i + RING` for the push one lap later. `tail` is the
 //! next position to claim, `head` the next to take; only the owner moves `head`.
+//!
+//! A fork while another thread sits between claiming a slot and publishing it leaves the
+//! slot unpublished in the child: the child's drain stops there, the ring fills, and later
+//! frees take the overflow stack. At most `RING` blocks are never reused; nothing breaks.
 
 use crate::host::page::Block;
 use core::ptr;
