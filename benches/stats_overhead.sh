@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# What the statistics counters cost on the fast path: examples/mixed.rs (a deterministic
-# alloc/free workload) built with and without them (feature no-counters), compared by
-# instructions executed (callgrind: exact and repeatable) and by the best of 15
-# wall-clock runs. Needs valgrind (Debian package valgrind).
+# What the statistics cost: the engine built with and without the statistics work (feature
+# no-counters), compared three ways: instructions executed (callgrind: exact and
+# repeatable) by examples/mixed.rs (a deterministic alloc/free workload) and by pair loops
+# of one size; the best of 15 wall-clock runs of mixed; and the host criterion benchmark's
+# poolside lines (two alternating rounds; SKIP_CRITERION=1 skips this part, which takes
+# about 4 minutes). Needs valgrind (Debian package valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
