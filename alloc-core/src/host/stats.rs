@@ -16,8 +16,9 @@ use crate::stats::shm;
 use crate::sys::SpinLock;
 use core::ptr::addr_of_mut;
 
-/// Per-class counters of one heap, as folded into the section. Only `requested` moves on
-/// the fast path; `allocs` comes from the pages' pop counts and `frees` is derived.
+/// Per-class counters of one heap, as folded into the section. None moves on the fast
+/// path: `allocs` comes from the pages' pop counts, `requested` from sampled refills, and
+/// `frees` is derived.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalCounters {
     pub allocs: u64,

@@ -7,9 +7,8 @@
 //! - a free is derived as allocations minus the blocks still live;
 //! - requested bytes are sampled: a refill of a page's free list (every one on the long
 //!   slow path; when a page refills from its own frees, once per [`TICKS_PER_CHECK`]
-//!   slow-path events) records the size of
-//!   the request that caused it, and every allocation served from the page until the next
-//!   sample is credited with that size. The figure is exact when a class's requests in one
+//!   slow-path events) records the size of the request that caused it, and every
+//!   allocation served from the page until the next sample is credited with that size. The figure is exact when a class's requests in one
 //!   run have one size (N blocks of S bytes give N × S), and otherwise an estimate of the
 //!   requested bytes within the class's rounding range, never off by more than that range.
 //!
@@ -149,9 +148,7 @@ unsafe fn sample_and_check(heap: *mut Heap, c: usize, page: *mut Page, size: usi
     // SAFETY: forwarded.
     unsafe {
         sample_refill(heap, c, page, size);
-        if (*heap).ticks >= TICKS_PER_CHECK {
-            maybe_fold(heap);
-        }
+        maybe_fold(heap);
     }
 }
 
