@@ -14,7 +14,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 VOCAB = 8192
-GPT_DIM, GPT_LAYERS, GPT_HEADS, GPT_MAX_LEN = 768, 12, 12, 2048
+GPT_MAX_LEN = 2048
+# (width, layers, heads): the measured model (GPT-2 small's shape) and the one the CPU
+# smoke test (python/tests/test_gpu_workloads.py) runs the same code with.
+GPT_SIZES = {"full": (768, 12, 12), "tiny": (64, 2, 4)}
+RESNET_IMAGE = {"full": 224, "tiny": 32}
 # (sequence length, share of the base batch): tokens per step vary between 0.5x and 1x.
 GPT_SCHEDULE = ((512, 1.0), (1024, 0.5), (128, 4.0), (768, 0.5), (256, 2.0), (2048, 0.125), (384, 1.0), (64, 8.0))
 GEN_PROMPTS = (64, 256, 128)
@@ -43,13 +47,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self):
+    def __init__(self, size="full"):
         super().__init__()
-        self.tok = nn.Embedding(VOCAB, GPT_DIM)
-        self.pos = nn.Embedding(GPT_MAX_LEN, GPT_DIM)
-        self.blocks = nn.ModuleList(Block(GPT_DIM, GPT_HEADS) for _ in range(GPT_LAYERS))
-        self.ln = nn.LayerNorm(GPT_DIM)
-        self.head = nn.Linear(GPT_DIM, VOCAB, bias=False)
+        dim, layers, heads = GPT_SIZES[size]
+        self.tok = nn.Embedding(VOCAB, dim)
+        self.pos = nn.Embedding(GPT_MAX_LEN, dim)
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
+        self.ln = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, VOCAB, bias=False)
 
     def forward(self, idx, caches=None, start=0):
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)
@@ -61,9 +66,9 @@ class GPT(nn.Module):
         return self.head(self.ln(x)), new
 
 
-def gpt_train(batch, device):
+def gpt_train(batch, device, size):
     """One training step per call; shapes follow GPT_SCHEDULE with ``batch`` at 512 tokens."""
-    model = GPT().to(device)
+    model = GPT(size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     shapes = itertools.cycle(GPT_SCHEDULE)
 
@@ -71,7 +76,7 @@ def gpt_train(batch, device):
         seq, share = next(shapes)
         b = max(1, int(batch * share))
         idx = torch.randint(0, VOCAB, (b, seq + 1), device=device)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             logits, _ = model(idx[:, :-1])
             loss = F.cross_entropy(logits.float().view(-1, VOCAB), idx[:, 1:].reshape(-1))
         loss.backward()
@@ -81,7 +86,7 @@ def gpt_train(batch, device):
     return step, len(GPT_SCHEDULE)
 
 
-def resnet50_train(batch, device):
+def resnet50_train(batch, device, size):
     """One SGD step of torchvision's ResNet-50 on random 224x224 images per call."""
     import torchvision  # the caller checks it is installed
 
@@ -89,9 +94,10 @@ def resnet50_train(batch, device):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     def step():
-        x = torch.randn(batch, 3, 224, 224, device=device).to(memory_format=torch.channels_last)
+        side = RESNET_IMAGE[size]
+        x = torch.randn(batch, 3, side, side, device=device).to(memory_format=torch.channels_last)
         y = torch.randint(0, 1000, (batch,), device=device)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
@@ -100,9 +106,9 @@ def resnet50_train(batch, device):
     return step, 2
 
 
-def generate(batch, device):
+def generate(batch, device, size):
     """One decoded token per call; a new sequence (next prompt length) every GEN_NEW_TOKENS."""
-    model = GPT().to(device).eval().to(torch.bfloat16)
+    model = GPT(size).to(device).eval().to(torch.bfloat16)
     prompts = itertools.cycle(GEN_PROMPTS)
     state = {"left": 0}
 
@@ -125,6 +131,7 @@ def generate(batch, device):
 WORKLOADS = {"gpt": (gpt_train, 16), "resnet50": (resnet50_train, 64), "generate": (generate, 32)}
 
 
-def make(name, batch, device):
-    """(step, steps needed to touch every shape) for workload ``name`` at ``batch``."""
-    return WORKLOADS[name][0](batch, device)
+def make(name, batch, device, size="full"):
+    """(step, steps needed to touch every shape) for workload ``name`` at ``batch``;
+    ``size="tiny"`` shrinks the models so that the same code runs quickly on a CPU."""
+    return WORKLOADS[name][0](batch, device, size)

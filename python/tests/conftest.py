@@ -64,6 +64,15 @@ def fake_lib(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def real_lib():
+    """Path of the built libpoolside_cuda.so; skips, saying why, when there is none."""
+    path, reason = real_library()
+    if path is None:
+        pytest.skip(reason)
+    return path
+
+
 def real_library():
     """(path, None) of a built libpoolside_cuda exporting the stats API, or (None, reason)."""
     import ctypes

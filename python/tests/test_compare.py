@@ -39,8 +39,15 @@ def test_max_batch_bisection(limit, base, cap, expected):
     assert all(b <= cap for b in calls)
 
 
-@pytest.mark.parametrize("pythonpath,needle", [("", "PyTorch is not installed"), (str(FAKE_TORCH), "no CUDA GPU is visible")])
-def test_refuses_without_gpu(pythonpath, needle, tmp_path):
+@pytest.mark.parametrize("torch_kind,needle", [("absent", "PyTorch is not installed"), ("fake", "no CUDA GPU is visible")])
+def test_refuses_without_gpu(torch_kind, needle, tmp_path):
+    if torch_kind == "absent":
+        # Shadow any installed torch with one whose import fails, as a missing one does.
+        (tmp_path / "torch").mkdir()
+        (tmp_path / "torch" / "__init__.py").write_text("raise ImportError(\"No module named 'torch'\")\n")
+        pythonpath = str(tmp_path)
+    else:
+        pythonpath = str(FAKE_TORCH)
     env = clean_env(PYTHONPATH=pythonpath)
     proc = subprocess.run([sys.executable, str(COMPARE)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 2 and needle in proc.stderr and proc.stdout == ""

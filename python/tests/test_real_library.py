@@ -3,19 +3,9 @@
 Skipped, with the reason, until the library is built and exports the stats API.
 """
 
-import pytest
-
-from conftest import PYTHON_DIR, real_library, run_json
+from conftest import PYTHON_DIR, run_json
 
 MIB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def real_lib():
-    path, reason = real_library()
-    if path is None:
-        pytest.skip(reason)
-    return path
 
 
 def test_memory_stats_report_sim_allocations(real_lib):

@@ -1,11 +1,12 @@
-"""Turning poolside's out-of-memory RuntimeError into torch.cuda.OutOfMemoryError.
+"""Recognising poolside's out-of-memory errors, and the fallback translation.
 
-Under a pluggable allocator PyTorch surfaces the library's C++ exception as a plain
-RuntimeError (PyTorch issue #133280), so ``except torch.cuda.OutOfMemoryError`` misses
-it. The library's message starts with "CUDA out of memory. Tried to allocate", which is
-what is_oom() recognises. translate_oom() re-raises such an error as
-torch.cuda.OutOfMemoryError (chained to the original) around the code it wraps; it
-cannot reach into PyTorch, so code outside it still sees the RuntimeError.
+libpoolside_cuda throws PyTorch's own c10::OutOfMemoryError when the process has a
+PyTorch whose C++ library it recognises, so PyTorch raises torch.cuda.OutOfMemoryError by
+itself. Otherwise it throws std::runtime_error, which PyTorch surfaces as a plain
+RuntimeError (PyTorch issue #133280) that ``except torch.cuda.OutOfMemoryError`` misses.
+Both messages start with "CUDA out of memory. Tried to allocate", which is what is_oom()
+recognises. translate_oom() re-raises the RuntimeError as torch.cuda.OutOfMemoryError
+(chained to the original) around the code it wraps.
 """
 
 import contextlib
