@@ -89,3 +89,36 @@ def real_library():
         if all(hasattr(lib, s) for s in ("poolside_cuda_init", "poolside_cuda_malloc", "poolside_cuda_memory_stats")):
             return path, None
     return None, f"no built libpoolside_cuda.so exports the stats API yet (looked at {', '.join(map(str, found))})"
+
+
+@pytest.fixture(scope="session")
+def real_torch():
+    """(torch version, libcudart soname) of an installed CUDA build of PyTorch."""
+    proc = run_py("""
+        import json, re, torch
+        m = re.search(r"libcudart\\.so\\.[0-9]+", open("/proc/self/maps").read())
+        print(json.dumps([torch.__version__, torch.version.cuda, m and m.group(0)]))
+    """, [], check=False)
+    if proc.returncode != 0:
+        pytest.skip("PyTorch is not installed (pip install torch)")
+    version, cuda, cudart = json.loads(proc.stdout.strip().splitlines()[-1])
+    if cuda is None:
+        pytest.skip(f"torch {version} is a CPU-only build; the pluggable allocator needs a CUDA build")
+    if cudart is None:
+        pytest.skip(f"torch {version} did not load libcudart at import")
+    return version, cudart
+
+
+@pytest.fixture(scope="session")
+def cudart_shim(real_torch, tmp_path_factory):
+    """fakes/cudart_shim.c built with the symbol version of PyTorch's libcudart."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler to build the CUDA runtime shim")
+    out = tmp_path_factory.mktemp("shim")
+    script = out / "cudart.map"
+    script.write_text(f"{real_torch[1]} {{ global: cudaGetDevice; cudaGetDeviceCount; }};\n")
+    lib = out / "libcudart_shim.so"
+    subprocess.run([cc, "-shared", "-fPIC", f"-Wl,--version-script={script}", "-o", str(lib),
+                    str(FAKE_TORCH / "cudart_shim.c")], check=True)
+    return lib

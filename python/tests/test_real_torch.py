@@ -13,49 +13,10 @@ run the same way; tests/test_gpu_torch.py covers what only a GPU can show.
 """
 
 import json
-import os
-import shutil
-import subprocess
 
-import pytest
-
-from conftest import FAKE_TORCH, HOOK_DIR, PYTHON_DIR, run_json, run_py
+from conftest import HOOK_DIR, PYTHON_DIR, run_json, run_py
 
 MIB = 1 << 20
-GIB = 1 << 30
-
-
-@pytest.fixture(scope="module")
-def real_torch():
-    """(torch version, libcudart soname) of an installed CUDA build of PyTorch."""
-    proc = run_py("""
-        import json, re, torch
-        m = re.search(r"libcudart\\.so\\.[0-9]+", open("/proc/self/maps").read())
-        print(json.dumps([torch.__version__, torch.version.cuda, m and m.group(0)]))
-    """, [], check=False)
-    if proc.returncode != 0:
-        pytest.skip("PyTorch is not installed (pip install torch)")
-    version, cuda, cudart = json.loads(proc.stdout.strip().splitlines()[-1])
-    if cuda is None:
-        pytest.skip(f"torch {version} is a CPU-only build; the pluggable allocator needs a CUDA build")
-    if cudart is None:
-        pytest.skip(f"torch {version} did not load libcudart at import")
-    return version, cudart
-
-
-@pytest.fixture(scope="module")
-def cudart_shim(real_torch, tmp_path_factory):
-    """fakes/cudart_shim.c built with the symbol version of PyTorch's libcudart."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler to build the CUDA runtime shim")
-    out = tmp_path_factory.mktemp("shim")
-    script = out / "cudart.map"
-    script.write_text(f"{real_torch[1]} {{ global: cudaGetDevice; cudaGetDeviceCount; }};\n")
-    lib = out / "libcudart_shim.so"
-    subprocess.run([cc, "-shared", "-fPIC", f"-Wl,--version-script={script}", "-o", str(lib),
-                    str(FAKE_TORCH / "cudart_shim.c")], check=True)
-    return lib
 
 
 def test_enable_sets_every_hook_on_real_torch(real_torch, real_lib):
