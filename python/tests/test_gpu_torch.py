@@ -76,6 +76,13 @@ print(json.dumps(out))
 
 def test_record_stream_keeps_a_block_from_reuse_while_its_stream_runs(gpu):
     got = run_on_gpu("""
+# Control: without record_stream, a freed block is reused at once on its own stream.
+a = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
+control = a.data_ptr()
+del a
+b = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
+reused_at_once = b.data_ptr() == control
+del b
 side = torch.cuda.Stream()
 x = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
 torch.cuda.synchronize()
@@ -88,6 +95,7 @@ del x
 y = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
 reused_while_busy = y.data_ptr() == ptr
 side.synchronize()
-print(json.dumps({"reused_while_busy": reused_while_busy}))
+print(json.dumps({"reused_at_once": reused_at_once, "reused_while_busy": reused_while_busy}))
 """, gpu)
+    assert got["reused_at_once"] is True, "the control failed: reuse is not immediate, so the check below proves nothing"
     assert got["reused_while_busy"] is False
