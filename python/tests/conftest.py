@@ -73,12 +73,25 @@ def real_lib():
     return path
 
 
+def built(name):
+    """Existing build outputs called ``name``: under $CARGO_TARGET_DIR, then the checkout's
+    target directories (``<target>/<profile>/name`` and ``<target>/<triple>/<profile>/name``)."""
+    roots = [Path(os.environ["CARGO_TARGET_DIR"])] if os.environ.get("CARGO_TARGET_DIR") else []
+    roots += sorted(REPO.glob("target*"))
+    found = []
+    for root in roots:
+        for path in sorted(root.glob(f"*/{name}")) + sorted(root.glob(f"*/*/{name}")):
+            if path.is_file() and path not in found:
+                found.append(path)
+    return found
+
+
 def real_library():
     """(path, None) of a built libpoolside_cuda exporting the stats API, or (None, reason)."""
     import ctypes
 
     env = os.environ.get("POOLSIDE_CUDA_LIB")
-    found = [Path(env)] if env else sorted(REPO.glob("target*/*/libpoolside_cuda.so")) + sorted(REPO.glob("target*/*/*/libpoolside_cuda.so"))
+    found = [Path(env)] if env else built("libpoolside_cuda.so")
     if not found:
         return None, "libpoolside_cuda.so not built (cargo build --release -p poolside-cuda) and POOLSIDE_CUDA_LIB unset"
     for path in found:

@@ -7,14 +7,13 @@ the poolside binary, PyTorch or the shim's compiler is missing.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from conftest import REPO, clean_env
+from conftest import built, clean_env
 
 MIB = 1 << 20
 SCRIPT = textwrap.dedent("""\
@@ -28,12 +27,10 @@ SCRIPT = textwrap.dedent("""\
 
 @pytest.fixture(scope="module")
 def poolside_bin(real_lib):
-    target = os.environ.get("CARGO_TARGET_DIR")
-    found = [p for p in ([os.path.join(target, "release", "poolside")] if target else [])
-             + [str(p) for p in sorted(REPO.glob("target*/release/poolside"))] if os.path.isfile(p)]
+    found = [p for p in built("poolside") if p.parent.name == "release"]
     if not found:
         pytest.skip("target/release/poolside not built (cargo build --release -p poolside-cli -p poolside-capi)")
-    return found[0]
+    return str(found[0])
 
 
 def test_run_gives_an_unchanged_torch_script_the_gpu_pool_and_stat_shows_it(poolside_bin, cudart_shim, tmp_path):

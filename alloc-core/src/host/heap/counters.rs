@@ -8,9 +8,10 @@
 //! - requested bytes are sampled: a refill of a page's free list (every one on the long
 //!   slow path; when a page refills from its own frees, once per [`TICKS_PER_CHECK`]
 //!   slow-path events) records the size of the request that caused it, and every
-//!   allocation served from the page until the next sample is credited with that size. The figure is exact when a class's requests in one
-//!   run have one size (N blocks of S bytes give N × S), and otherwise an estimate of the
-//!   requested bytes within the class's rounding range, never off by more than that range.
+//!   allocation served from the page until the next sample is credited with that size.
+//!   The figure is exact when a class's requests in one run have one size (N blocks of S
+//!   bytes give N × S), and otherwise an estimate of the requested bytes within the
+//!   class's rounding range, never off by more than that range.
 //!
 //! So a fold walks the heap's pages and counts each page's pops since it was last counted
 //! ([`count_pops`]); a page is counted too when it leaves the heap and before each refill.
