@@ -182,8 +182,13 @@ void poolside_cuda_replay_free(char *s);
 extern "C" {
 #endif
 /* Allocates `size` bytes on `device` for `stream` (a cudaStream_t). Never returns NULL for
- * size > 0: a failure throws std::runtime_error whose message starts with
- * "CUDA out of memory. Tried to allocate" (defined in C++, cuda-plugin/cpp/oom.cpp). */
+ * size > 0; a failure throws (defined in C++, cuda-plugin/cpp/oom.cpp):
+ * - out of memory, including a size too large to round: a std::runtime_error whose message
+ *   starts with "CUDA out of memory. Tried to allocate"; when PyTorch's libc10 is loaded it
+ *   is PyTorch's c10::OutOfMemoryError (a std::exception), which Python sees as
+ *   torch.cuda.OutOfMemoryError;
+ * - anything else (an invalid device, a driver error): a std::runtime_error whose message
+ *   starts with "poolside: ", e.g. "poolside: invalid device 9: ...". */
 void *poolside_cuda_malloc(size_t size, int device, void *stream);
 #ifdef __cplusplus
 }

@@ -195,26 +195,32 @@ fn parse_divisions(v: &str) -> Option<[u32; ROUNDUP_INTERVALS]> {
 impl PluginConfig {
     /// PyTorch's `round_size`: at least 512 B, a multiple of 512 B, and with divisions set
     /// for the size's interval, up to the next division of its power-of-two interval.
-    pub fn round_size(&self, size: usize) -> usize {
+    ///
+    /// `None` when the rounded size does not fit in a `usize` (a request within a few KiB
+    /// of `SIZE_MAX`, or within a division step of it): such a request can never be
+    /// served, and the caller reports it as out of memory. Every step is checked, so no
+    /// size wraps to a small one.
+    pub fn round_size(&self, size: usize) -> Option<usize> {
         const MIN: usize = 512;
         if size <= MIN {
-            return MIN;
+            return Some(MIN);
         }
         let log = (usize::BITS - 1 - size.leading_zeros()) as usize;
         let index = log.saturating_sub(20).min(ROUNDUP_INTERVALS - 1);
         let div = self.roundup_divisions[index] as usize;
-        if div > 1 && size > MIN * div {
+        if div > 1 && size > MIN.saturating_mul(div) {
             if size.is_power_of_two() {
-                return size;
+                return Some(size);
             }
             let floor = 1usize << log;
             let step = floor / div;
             if step == 0 {
-                return floor << 1;
+                return floor.checked_mul(2);
             }
-            return (size + step - 1) & !(step - 1);
+            // `step` is a power of two (floor and div both are), so masking rounds up.
+            return Some(size.checked_add(step - 1)? & !(step - 1));
         }
-        size.div_ceil(MIN) * MIN
+        size.div_ceil(MIN).checked_mul(MIN)
     }
 }
 
@@ -256,15 +262,45 @@ mod tests {
     #[test]
     fn rounds_like_pytorch() {
         let mut c = PluginConfig::default();
-        assert_eq!(c.round_size(0), 512);
-        assert_eq!(c.round_size(513), 1024);
-        assert_eq!(c.round_size(1_000_001), 1_000_448);
+        assert_eq!(c.round_size(0), Some(512));
+        assert_eq!(c.round_size(513), Some(1024));
+        assert_eq!(c.round_size(1_000_001), Some(1_000_448));
         c.apply("X", "roundup_power2_divisions:4", false);
         // 1.1 GiB lies in [1 GiB, 2 GiB): quarters of 256 MiB.
-        assert_eq!(c.round_size((1 << 30) + 1), (1 << 30) + (256 << 20));
-        assert_eq!(c.round_size(1 << 30), 1 << 30);
-        assert_eq!(c.round_size(1500), 1536);
+        assert_eq!(c.round_size((1 << 30) + 1), Some((1 << 30) + (256 << 20)));
+        assert_eq!(c.round_size(1 << 30), Some(1 << 30));
+        assert_eq!(c.round_size(1500), Some(1536));
         let w = c.apply("X", "roundup_power2_divisions:3", false);
         assert_eq!(w.len(), 1);
+    }
+
+    /// Issue 16: sizes near `SIZE_MAX` used to wrap to 0 (and then every such request
+    /// shared one zero-size block). With and without divisions, every size either rounds
+    /// to a value at least as large, a multiple of 512, or is refused.
+    #[test]
+    fn sizes_near_size_max_are_refused_not_wrapped() {
+        for conf in ["", "roundup_power2_divisions:4", "roundup_power2_divisions:[>:16]"] {
+            let mut c = PluginConfig::default();
+            c.apply("X", conf, false);
+            assert_eq!(c.round_size(usize::MAX), None, "{conf}");
+            assert_eq!(c.round_size(usize::MAX - 510), None, "{conf}");
+            let mut refused = 0;
+            for back in (0..(1usize << 24)).step_by(4093) {
+                let size = usize::MAX - back;
+                match c.round_size(size) {
+                    None => refused += 1,
+                    Some(r) => {
+                        assert!(r >= size, "{conf}: {size:#x} -> {r:#x}");
+                        assert_eq!(r % 512, 0, "{conf}: {size:#x} -> {r:#x}");
+                    }
+                }
+            }
+            assert!(refused > 0, "{conf}");
+        }
+        // The largest size that still rounds without divisions.
+        let c = PluginConfig::default();
+        let top = usize::MAX & !511;
+        assert_eq!(c.round_size(top), Some(top));
+        assert_eq!(c.round_size(top + 1), None);
     }
 }

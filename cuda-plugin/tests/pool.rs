@@ -429,3 +429,48 @@ fn roundup_power2_divisions_round_large_requests() {
     assert_eq!(pool.stats().requested_bytes.current, 5 * MIB as u64 + 1);
     pool.free(p).unwrap();
 }
+
+/// Issue 16: sizes from `SIZE_MAX` down past the rounding range used to wrap to a
+/// zero-size block that every such call shared. Each must now be an out-of-memory with
+/// PyTorch's message, counted once, leaving the pool's figures and blocks as they were.
+#[test]
+fn sizes_near_size_max_are_out_of_memory_and_change_nothing() {
+    for conf in ["", "expandable_segments:false", "roundup_power2_divisions:4"] {
+        let (_driver, pool) = setup(1024, conf);
+        let kept = pool.malloc(3 * MIB, 0).unwrap();
+        let before = pool.stats();
+        let sizes = [
+            usize::MAX,
+            usize::MAX - 1,
+            usize::MAX - 0x1fe,
+            usize::MAX - 511,
+            0xffff_ffff_ffdf_ffff,
+            usize::MAX / 2 + 1,
+            (1usize << 40) + 1,
+            (1024 * MIB) + 1,
+        ];
+        for (i, &size) in sizes.iter().enumerate() {
+            match pool.malloc(size, 0) {
+                Err(AllocError::OutOfMemory(m)) => {
+                    assert!(m.starts_with("CUDA out of memory. Tried to allocate "), "{m}");
+                    assert!(m.contains("GPU 0 has a total capacity of 1.00 GiB"), "{m}");
+                }
+                other => panic!("{conf}: malloc({size:#x}) gave {other:?}"),
+            }
+            let s = pool.stats();
+            assert_eq!(s.ooms, before.ooms + i as u64 + 1, "{conf}");
+            assert_eq!(s.requested_bytes.current, before.requested_bytes.current);
+            assert_eq!(s.allocated_bytes.current, before.allocated_bytes.current);
+            assert_eq!(s.allocations.current, 1);
+            assert_eq!(s.reserved_bytes.current, before.reserved_bytes.current);
+        }
+        pool.check().unwrap();
+        // The block held across the failures is intact, and the pool still serves.
+        assert_eq!(pool.base_alloc(kept).map(|b| b.0), Some(kept));
+        let p = pool.malloc(5 * MIB, 0).unwrap();
+        assert_ne!(p, kept);
+        pool.free(p).unwrap();
+        pool.free(kept).unwrap();
+        pool.check().unwrap();
+    }
+}

@@ -166,12 +166,18 @@ impl DevicePool {
         }
         let idx = match self.stream_index(&mut st, stream) {
             Ok(i) => i,
-            Err(e) => return Err(AllocError::Driver(e)),
+            Err(e) => return Err(AllocError::Driver(format!("poolside: {e}"))),
         };
         let rounded = if size <= MAX_SMALL {
             size as u64
         } else {
-            self.cfg.round_size(size) as u64
+            match self.cfg.round_size(size) {
+                // A block larger than the device can never be served: refuse it before
+                // it reaches any size arithmetic below, and without emptying the cache
+                // for nothing. Everything after this line works on sizes <= total.
+                Some(r) if r as u64 <= self.total => r as u64,
+                _ => return Err(self.out_of_memory(&mut st, size)),
+            }
         };
         let misses_before = st.stats.misses;
         for step in 0..3 {
@@ -188,7 +194,7 @@ impl DevicePool {
                 Attempt::Failed(e) => {
                     self.publish(&mut st);
                     return Err(AllocError::Driver(format!(
-                        "CUDA error while allocating {}: {e}",
+                        "poolside: CUDA error while allocating {}: {e}",
                         oom::format_size(size as u64)
                     )));
                 }
@@ -206,13 +212,18 @@ impl DevicePool {
                 Attempt::NoMemory => {}
             }
         }
+        Err(self.out_of_memory(&mut st, size))
+    }
+
+    /// Counts an out-of-memory, publishes, and builds PyTorch's message for it.
+    fn out_of_memory(&self, st: &mut State, size: usize) -> AllocError {
         st.stats.ooms += 1;
         if let Ok((free, _)) = self.driver.mem_info(self.dev) {
             st.stats.free_memory = free;
         }
-        self.publish(&mut st);
+        self.publish(st);
         let s = &st.stats;
-        Err(AllocError::OutOfMemory(oom::message(&oom::OomFacts {
+        AllocError::OutOfMemory(oom::message(&oom::OomFacts {
             device: self.dev,
             requested: size as u64,
             total: self.total,
@@ -220,7 +231,7 @@ impl DevicePool {
             allocated: s.allocated_bytes.current,
             reserved: s.reserved_bytes.current,
             limit: st.budget.limit(),
-        })))
+        }))
     }
 
     /// One try at serving the request from stream pool `idx`.

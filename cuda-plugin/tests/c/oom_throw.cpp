@@ -1,6 +1,7 @@
 // An out-of-memory must reach the caller (PyTorch) as a C++ exception carrying the message.
 #include <dlfcn.h>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -17,9 +18,29 @@ int main(int, char **argv) {
       std::fprintf(stderr, "wrong message: %s\n", e.what());
       return 3;
     }
+    // Sizes near SIZE_MAX once rounded to 0 and returned one shared pointer: each must
+    // throw the out-of-memory message instead.
+    const size_t huge[] = {SIZE_MAX, SIZE_MAX - 0x1fe, SIZE_MAX / 2 + 1};
+    for (size_t h : huge) {
+      try {
+        void *p = alloc(h, 0, nullptr);
+        std::fprintf(stderr, "malloc(%zx) returned %p\n", h, p);
+        return 6;
+      } catch (const std::runtime_error &e3) {
+        if (std::strncmp(e3.what(), "CUDA out of memory. Tried to allocate", 37) != 0) {
+          std::fprintf(stderr, "wrong message for %zx: %s\n", h, e3.what());
+          return 7;
+        }
+      }
+    }
     try {
       alloc(16, 9, nullptr);
     } catch (const std::runtime_error &e2) {
+      // The header promises: anything but an out-of-memory starts with "poolside: ".
+      if (std::strncmp(e2.what(), "poolside: invalid device 9", 26) != 0) {
+        std::fprintf(stderr, "wrong message: %s\n", e2.what());
+        return 8;
+      }
       std::printf("oom_throw: ok: %s | %s\n", e.what(), e2.what());
       return 0;
     }
