@@ -1,6 +1,11 @@
 //! Huge blocks: requests above the large limit, or aligned beyond a unit, get a mapping of
-//! their own, aligned to at least a unit so that its pagemap units belong to it alone (the
-//! next mapping, also unit-aligned, cannot start inside its last unit).
+//! their own, aligned to at least a unit so that the pagemap unit holding its base belongs
+//! to it alone. That one unit is all it registers (`pagemap::set_one`), so mapping and
+//! freeing cost the same for 5 MiB and for 2^46 bytes.
+//!
+//! The mapping is charged to the kernel's commit accounting (`os::map_aligned_accounted`),
+//! as glibc's are: a request the overcommit policy would not back gets null at once, and
+//! growth by mremap is judged the same way.
 //!
 //! Freed mappings are cached for one purge delay: programs that loop over big buffers (a
 //! loop over 5-25 MiB blocks is a known weak spot of mimalloc) then reuse memory that is
@@ -118,7 +123,7 @@ impl HugeCache {
         if !pagemap::covers(0, len.checked_add(align)?) {
             return None;
         }
-        let base = os::map_aligned(len, align)?.as_ptr() as usize;
+        let base = os::map_aligned_accounted(len, align)?.as_ptr() as usize;
         let h = match self.spare.iter_mut().find(|s| !s.is_null()) {
             Some(s) => core::mem::replace(s, ptr::null_mut()),
             None => match os::map(os::OS_PAGE) {
@@ -140,7 +145,7 @@ impl HugeCache {
                 live: true,
             })
         };
-        if !pagemap::set(base, len, h as usize | 1) {
+        if !pagemap::set_one(base, h as usize | 1) {
             // SAFETY: neither is published.
             unsafe { os::unmap(base as *mut u8, len) };
             self.recycle(h);
@@ -158,33 +163,31 @@ impl HugeCache {
     pub unsafe fn resize(&mut self, h: *mut Huge, len: usize, align: usize) -> bool {
         // SAFETY: forwarded.
         let (base, old) = unsafe { ((*h).base, (*h).len) };
-        let unit_end = |b: usize, l: usize| (b + l).next_multiple_of(UNIT_SIZE);
         if len <= old {
             // SAFETY: shrinking a mapping we own in place; the tail holds nothing we need.
+            // The base, the only unit registered, stays.
             if len < old && unsafe { !os::remap_in_place(base as *mut u8, old, len) } {
                 return false;
-            }
-            let (from, to) = (unit_end(base, len), unit_end(base, old));
-            if to > from {
-                pagemap::set(from, to - from, 0);
             }
             // SAFETY: as above.
             unsafe { (*h).len = len };
             return true;
         }
-        let Some(fresh) = os::map_aligned(len, align.max(UNIT_SIZE)) else {
+        // The target is bare address space (charged to nothing): mremap charges the growth
+        // alone, and refuses it when the overcommit policy would not back it.
+        let Some(fresh) = os::reserve_space(len, align.max(UNIT_SIZE)) else {
             return false;
         };
         let new = fresh.as_ptr() as usize;
-        // Map the pagemap leaves first (all-zero entries), so that publishing cannot fail
-        // after the move.
-        if !pagemap::set(new, len, 0) {
+        // Map the pagemap leaf first, so that publishing cannot fail after the move.
+        if !pagemap::prepare(new) {
             // SAFETY: the reservation was just made and is unused.
             unsafe { os::unmap(new as *mut u8, len) };
             return false;
         }
         // SAFETY: moves our own mapping onto our own fresh reservation (MREMAP_FIXED
-        // replaces it); the kernel carries the pages over without copying.
+        // replaces it); the kernel carries the pages over without copying. On failure
+        // nothing moved.
         let moved = unsafe {
             libc::mremap(
                 base as *mut libc::c_void,
@@ -199,8 +202,9 @@ impl HugeCache {
             unsafe { os::unmap(new as *mut u8, len) };
             return false;
         }
-        pagemap::set(base, old, 0);
-        pagemap::set(new, len, h as usize | 1);
+        pagemap::clear_one(base);
+        let published = pagemap::set_one(new, h as usize | 1);
+        debug_assert!(published, "the leaf was prepared");
         // SAFETY: as above.
         unsafe {
             (*h).base = new;
@@ -216,7 +220,7 @@ impl HugeCache {
     pub unsafe fn destroy(&mut self, h: *mut Huge) -> usize {
         // SAFETY: h is a live record no longer in use by anyone.
         let (base, len) = unsafe { ((*h).base, (*h).len) };
-        pagemap::set(base, len, 0);
+        pagemap::clear_one(base);
         // SAFETY: the block is dead and unpublished.
         unsafe { os::unmap(base as *mut u8, len) };
         self.recycle(h);

@@ -156,7 +156,7 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     };
     let (h, fresh) = match cached {
         Some(h) => (h, false),
-        None => match a.huge.create(len, align) {
+        None => match create_huge(&mut a, len, align) {
             Some(h) => {
                 // SAFETY: a fresh record.
                 let l = unsafe { (*h).len };
@@ -177,6 +177,22 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     drop(a);
     stats::record_big(Big::Huge, true, l, size, fresh);
     (base as *mut u8, fresh)
+}
+
+/// Maps a new huge block. When the kernel refuses (its overcommit policy, the address
+/// space, the map count), the cached mappings count against the same limits: they are
+/// dropped and the kernel asked once more.
+fn create_huge(a: &mut arena::Arena, len: usize, align: usize) -> Option<*mut Huge> {
+    if let Some(h) = a.huge.create(len, align) {
+        return Some(h);
+    }
+    let gone = a.huge.expire(0, 0, true);
+    if gone == 0 {
+        return None;
+    }
+    a.mapped -= gone;
+    a.reserved -= gone;
+    a.huge.create(len, align)
 }
 
 /// What a pointer is, as far as the pool is concerned.
@@ -293,6 +309,14 @@ pub fn usable_size(ptr: *const u8) -> usize {
     }
 }
 
+/// Whether a block of `usable` bytes serves a realloc to `new_size` as it is: it fits, and
+/// at least half of it stays in use. Written without `new_size * 2`, which wraps for
+/// requests near `usize::MAX`.
+#[inline]
+fn keeps_block(new_size: usize, usable: usize) -> bool {
+    new_size <= usable && new_size >= usable - usable / 2
+}
+
 /// Resizes a block, in place when it can. Null on failure, leaving the old block intact.
 ///
 /// # Safety
@@ -303,7 +327,7 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         Owner::Small(p) => {
             // SAFETY: a live span head.
             let bs = unsafe { (*p).block_size } as usize;
-            if new_size <= bs && (bs <= 64 || new_size * 2 >= bs) {
+            if (bs <= 64 && new_size <= bs) || keeps_block(new_size, bs) {
                 return ptr;
             }
             bs
@@ -311,7 +335,7 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         Owner::Large(p) => {
             // SAFETY: a live large span head.
             let usable = unsafe { (*p).units } as usize * UNIT_SIZE;
-            if new_size <= usable && new_size * 2 >= usable {
+            if keeps_block(new_size, usable) {
                 return ptr;
             }
             if new_size > usable && new_size <= LARGE_MAX {
@@ -328,7 +352,7 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         Owner::Huge(h) => {
             // SAFETY: a live huge record.
             let (len, halign) = unsafe { ((*h).len, (*h).align) };
-            if new_size <= len && new_size * 2 >= len {
+            if keeps_block(new_size, len) {
                 return ptr;
             }
             if new_size > len && align <= halign {

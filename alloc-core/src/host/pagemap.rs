@@ -5,12 +5,22 @@
 //! set for a dedicated mapping. A free costs two dependent loads to find its span. Two
 //! levels: a static top array of 16,384 words, and 2 MiB leaves reserved on first use
 //! (`MAP_NORESERVE`: only the 4 KiB pages holding live entries are ever touched) and never
-//! freed, so a reader can never see a leaf vanish.
+//! unmapped, so a reader can never see a leaf vanish.
+//!
+//! Spans set every unit they cover ([`set`]), since a free may name any block inside them.
+//! A huge mapping sets only the unit holding its base ([`set_one`]): the only pointer that
+//! can be freed, resized or measured is its base, so one word registers it whatever its
+//! size (a 2^46-byte block costs what a 32 MiB one does), and a pointer further inside it
+//! finds 0, like any other pointer poolside did not return. [`clear_one`] removes that word
+//! and hands the leaf's 4 KiB page back to the kernel once it holds no entry at all, so
+//! freed huge blocks leave no pagemap memory behind.
 //!
 //! Entries are published with Release after the metadata they point to is initialised, and
-//! read with Acquire. A pointer poolside did not allocate finds 0 (or, inside the last unit
+//! read with Acquire. A pointer poolside did not allocate finds 0 (or, inside the first unit
 //! of a huge mapping, a `Huge` whose base is not it), which is how foreign pointers are
-//! recognised.
+//! recognised. Every writer holds the arena lock: that is what lets [`clear_one`] drop a
+//! page of zero entries without losing an entry set meanwhile. A reader racing with the drop
+//! reads 0 before and after it.
 
 use super::UNIT_SHIFT;
 use crate::source::os;
@@ -90,6 +100,55 @@ pub fn set(addr: usize, len: usize, value: usize) -> bool {
     true
 }
 
+/// Sets the entry of the one unit holding `addr` (the base of a huge mapping) to `value`.
+/// False (changing nothing) when its leaf cannot be mapped; never fails after [`prepare`]
+/// for the same address.
+pub fn set_one(addr: usize, value: usize) -> bool {
+    if addr >> ADDR_BITS != 0 {
+        return false;
+    }
+    let slot = addr >> UNIT_SHIFT;
+    let Some(leaf) = leaf_for(slot) else {
+        return false;
+    };
+    leaf[slot & (LEAF_LEN - 1)].store(value, Ordering::Release);
+    true
+}
+
+/// Maps the leaf that will hold the entry of `addr`, so that a later [`set_one`] cannot
+/// fail. False when it cannot be mapped.
+pub fn prepare(addr: usize) -> bool {
+    addr >> ADDR_BITS == 0 && leaf_for(addr >> UNIT_SHIFT).is_some()
+}
+
+/// Entries per OS page of a leaf.
+const PAGE_ENTRIES: usize = os::OS_PAGE / core::mem::size_of::<usize>();
+
+/// Clears the entry of the unit holding `addr` (set by [`set_one`]), and returns the
+/// leaf's OS page holding it to the kernel when no entry in that page is set any more.
+pub fn clear_one(addr: usize) {
+    if addr >> ADDR_BITS != 0 {
+        return;
+    }
+    let slot = addr >> UNIT_SHIFT;
+    let leaf = TOP[slot >> LEAF_BITS].load(Ordering::Acquire);
+    if leaf.is_null() {
+        return;
+    }
+    // SAFETY: leaves are never unmapped once published; the index is below LEAF_LEN.
+    let leaf = unsafe { &*leaf };
+    let i = slot & (LEAF_LEN - 1);
+    leaf[i].store(0, Ordering::Release);
+    let first = i & !(PAGE_ENTRIES - 1);
+    let page = &leaf[first..first + PAGE_ENTRIES];
+    if page.iter().all(|e| e.load(Ordering::Relaxed) == 0) {
+        // SAFETY: the page lies inside our leaf mapping and every entry in it is 0; no entry
+        // can be set meanwhile (all writers hold the arena lock, as the caller does), and
+        // after the purge the page reads as zero, which is what it holds now.
+        unsafe { os::purge(page.as_ptr() as *mut u8, os::OS_PAGE) };
+    }
+}
+
 /// Whether `[addr, addr+len)` lies in addressable space the pagemap covers.
 pub fn covers(addr: usize, len: usize) -> bool {
     addr.checked_add(len)
@@ -117,5 +176,51 @@ mod tests {
         assert!(set(base, 2 << UNIT_SHIFT, 0));
         assert_eq!(lookup(base), 0);
         assert_eq!(lookup(usize::MAX), 0);
+    }
+
+    /// Resident pages of the leaf OS page holding the entry of `addr` (mincore).
+    fn entry_page_resident(addr: usize) -> bool {
+        let slot = addr >> UNIT_SHIFT;
+        let leaf = TOP[slot >> LEAF_BITS].load(Ordering::Acquire);
+        assert!(!leaf.is_null());
+        // SAFETY: the leaf is published and the index is in range.
+        let e = unsafe { &(*leaf)[slot & (LEAF_LEN - 1)] } as *const AtomicUsize as usize;
+        let page = e & !(os::OS_PAGE - 1);
+        let mut v = 0u8;
+        // SAFETY: the page lies inside a mapping of ours; v receives one byte.
+        let r = unsafe { libc::mincore(page as *mut libc::c_void, os::OS_PAGE, &mut v) };
+        assert_eq!(r, 0);
+        v & 1 == 1
+    }
+
+    #[test]
+    fn one_entry_per_huge_block_and_its_page_returned() {
+        // An address range no other test uses; two bases 32 MiB apart share a leaf page.
+        let base = 0x6b00_0000_0000usize;
+        let other = base + (1 << 25) - (1 << UNIT_SHIFT);
+        assert!(prepare(base));
+        assert!(set_one(base, 0x1001));
+        assert!(set_one(other, 0x2001));
+        assert_eq!(lookup(base + 5), 0x1001);
+        // Only the base unit is registered.
+        assert_eq!(lookup(base + (1 << UNIT_SHIFT)), 0);
+        assert!(entry_page_resident(base));
+        clear_one(base);
+        assert_eq!(lookup(base), 0);
+        // The other entry in the page keeps it.
+        assert_eq!(lookup(other), 0x2001);
+        assert!(entry_page_resident(base));
+        clear_one(other);
+        // (Checked before any read: reading the page again maps the kernel's zero page.)
+        assert!(
+            !entry_page_resident(base),
+            "an all-zero leaf page is returned"
+        );
+        assert_eq!(lookup(other), 0);
+        // And it still reads, and can be set again.
+        assert!(set_one(base, 0x3001));
+        assert_eq!(lookup(base), 0x3001);
+        clear_one(base);
+        clear_one(usize::MAX);
     }
 }

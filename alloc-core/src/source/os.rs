@@ -4,6 +4,12 @@
 //! kernel faults pages in on first touch. Decommit is `MADV_DONTNEED`, which drops the pages
 //! from RSS immediately and makes them read as zero afterwards (the engine relies on that
 //! for calloc). Nothing here allocates, formats or panics.
+//!
+//! Huge blocks (one mapping per request) are mapped by [`map_aligned_accounted`] instead:
+//! without `MAP_NORESERVE`, exactly as glibc's malloc maps its large chunks, so the kernel's
+//! overcommit policy (`/proc/sys/vm/overcommit_memory`) judges them as it judges glibc's: in
+//! mode 0 a single mapping larger than RAM + swap is refused, in mode 1 nothing is, in mode
+//! 2 anything beyond the commit limit is. The engine never reads the mode itself.
 
 use super::MemorySource;
 use core::ptr::{self, NonNull};
@@ -46,8 +52,30 @@ pub fn inject_map_failures_after(n: isize) {
     faults::MAPS_LEFT.store(n, core::sync::atomic::Ordering::Relaxed);
 }
 
-/// Maps `size` bytes of fresh zeroed memory anywhere, or `None`.
-pub fn map(size: usize) -> Option<NonNull<u8>> {
+/// How a mapping is made: its protection and the flags added to MAP_PRIVATE|MAP_ANONYMOUS.
+#[derive(Clone, Copy)]
+struct Kind {
+    prot: libc::c_int,
+    flags: libc::c_int,
+}
+
+/// Readable and writable, outside the kernel's commit accounting (modes 0 and 1).
+const UNACCOUNTED: Kind = Kind {
+    prot: libc::PROT_READ | libc::PROT_WRITE,
+    flags: libc::MAP_NORESERVE,
+};
+/// Readable and writable, charged to the commit accounting like glibc's mmapped chunks.
+const ACCOUNTED: Kind = Kind {
+    prot: libc::PROT_READ | libc::PROT_WRITE,
+    flags: 0,
+};
+/// Address space only: no access, never charged (not writable), even in mode 2.
+const SPACE: Kind = Kind {
+    prot: libc::PROT_NONE,
+    flags: libc::MAP_NORESERVE,
+};
+
+fn map_kind(size: usize, kind: Kind) -> Option<NonNull<u8>> {
     #[cfg(feature = "fault-injection")]
     if faults::should_fail() {
         return None;
@@ -57,8 +85,8 @@ pub fn map(size: usize) -> Option<NonNull<u8>> {
         libc::mmap(
             ptr::null_mut(),
             size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            kind.prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | kind.flags,
             -1,
             0,
         )
@@ -68,6 +96,11 @@ pub fn map(size: usize) -> Option<NonNull<u8>> {
     } else {
         NonNull::new(p as *mut u8)
     }
+}
+
+/// Maps `size` bytes of fresh zeroed memory anywhere, or `None`.
+pub fn map(size: usize) -> Option<NonNull<u8>> {
+    map_kind(size, UNACCOUNTED)
 }
 
 /// Unmaps a range returned (in whole or in part) by [`map`].
@@ -84,11 +117,30 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
 
 /// Maps `size` bytes aligned to `align` by mapping `size + align` and trimming both ends.
 pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
+    map_aligned_kind(size, align, UNACCOUNTED)
+}
+
+/// Like [`map_aligned`], but charged to the kernel's commit accounting, so that a mapping
+/// the overcommit policy would not back fails here, as glibc's malloc does. The kernel
+/// judges `size + align` bytes (trimmed at once): glibc asks for `size` plus a page and a
+/// header, a difference that only matters within 64 KiB of the limit.
+pub fn map_aligned_accounted(size: usize, align: usize) -> Option<NonNull<u8>> {
+    map_aligned_kind(size, align, ACCOUNTED)
+}
+
+/// Reserves `size` bytes of address space aligned to `align`, inaccessible and charged to
+/// nothing: a target for `mremap(MREMAP_FIXED)`, which replaces it.
+pub fn reserve_space(size: usize, align: usize) -> Option<NonNull<u8>> {
+    map_aligned_kind(size, align, SPACE)
+}
+
+fn map_aligned_kind(size: usize, align: usize, kind: Kind) -> Option<NonNull<u8>> {
     if align <= OS_PAGE {
-        return map(size);
+        return map_kind(size, kind);
     }
     let over = size.checked_add(align)?;
-    let raw = map(over)?.as_ptr() as usize;
+    let raw = map_kind(over, kind)?.as_ptr() as usize;
+    // Cannot overflow: raw + over is the end of a mapping, below the top of the address space.
     let start = (raw + align - 1) & !(align - 1);
     // SAFETY: both trimmed pieces lie inside the mapping just made and are unused.
     unsafe {
