@@ -126,7 +126,13 @@ typedef struct poolside_DeviceSection {
   // Calls to the driver that allocated or freed device memory.
   uint64_t device_allocs;
   uint64_t device_frees;
-  uint64_t _reserved[8];
+  // Stream safety (record_stream): events that could not be created or recorded,
+  // event queries or waits that failed, and device synchronizes the pool ran instead.
+  // Each fallback is safe but stalls the whole device, so they are counted.
+  uint64_t event_record_failures;
+  uint64_t event_query_failures;
+  uint64_t sync_fallbacks;
+  uint64_t _reserved[5];
 } poolside_DeviceSection;
 
 // The whole file.

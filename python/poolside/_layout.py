@@ -42,9 +42,12 @@ class DeviceSection(ctypes.Structure):
         ("ooms", u64),
         ("device_allocs", u64),
         ("device_frees", u64),
-        ("_reserved", u64 * 8),
+        ("event_record_failures", u64),
+        ("event_query_failures", u64),
+        ("sync_fallbacks", u64),
+        ("_reserved", u64 * 5),
     ]
 
 
-# 6 scalars (8+4+4+8+8+8 = 40) + 6 gauges (96) + 9 counters (72) + 8 reserved (64).
+# 6 scalars (8+4+4+8+8+8 = 40) + 6 gauges (96) + 12 counters (96) + 5 reserved (40).
 DEVICE_SECTION_SIZE = 272

@@ -130,7 +130,13 @@ pub struct DeviceSection {
     /// Calls to the driver that allocated or freed device memory.
     pub device_allocs: u64,
     pub device_frees: u64,
-    pub _reserved: [u64; 8],
+    /// Stream safety (record_stream): events that could not be created or recorded,
+    /// event queries or waits that failed, and device synchronizes the pool ran instead.
+    /// Each fallback is safe but stalls the whole device, so they are counted.
+    pub event_record_failures: u64,
+    pub event_query_failures: u64,
+    pub sync_fallbacks: u64,
+    pub _reserved: [u64; 5],
 }
 
 /// The whole file.

@@ -30,7 +30,10 @@ pub fn empty(device: i32) -> DeviceSection {
         ooms: 0,
         device_allocs: 0,
         device_frees: 0,
-        _reserved: [0; 8],
+        event_record_failures: 0,
+        event_query_failures: 0,
+        sync_fallbacks: 0,
+        _reserved: [0; 5],
     }
 }
 
