@@ -2,10 +2,18 @@
 //!
 //! Every component of poolside reads the same variable. [`KNOWN_KEYS`] lists the keys of
 //! all of them, so that the host engine can warn once about a key nobody knows; each
-//! component warns about malformed values of its own keys. Warnings are one line on stderr
-//! and never stop the program: the setting keeps its default.
+//! component warns about malformed values of its own keys. Warnings never stop the
+//! program: the setting keeps its earlier value (its default unless an earlier entry set it).
+//!
+//! A process prints at most one warning line per variable and component, however many bad
+//! entries the variable holds, however many threads start and however often it is parsed
+//! ([`HostConfig::from_env`] warns on its first call only). The line names the first
+//! [`NAMED_PROBLEMS`] problems and counts the rest; a key or value longer than
+//! [`SHOWN_BYTES`] is cut, with its length given, and control characters are shown as `?`,
+//! so that a hostile value can neither flood stderr nor split the line.
 
 use crate::sys;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Keys any poolside component understands.
 pub const KNOWN_KEYS: &[&[u8]] = &[
@@ -114,17 +122,126 @@ pub fn parse_f64(v: &[u8]) -> Option<f64> {
     core::str::from_utf8(v).ok()?.parse().ok()
 }
 
-/// Prints `poolside: warning: VAR: WHAT 'KEY'` on stderr.
-pub fn warn(var: &[u8], what: &[u8], key: &[u8]) {
-    sys::write_stderr(&[
-        b"poolside: warning: ",
-        var,
-        b": ",
-        what,
-        b" '",
-        key,
-        b"' (ignored)\n",
-    ]);
+/// Longest key or value a warning shows; a longer one is cut and its length given.
+pub const SHOWN_BYTES: usize = 64;
+/// Problems a warning line names; the others are counted ("and N more").
+pub const NAMED_PROBLEMS: usize = 3;
+/// Bytes of a warning line's list of problems (enough for [`NAMED_PROBLEMS`] cut items).
+const PROBLEM_TEXT_BYTES: usize = 768;
+
+/// `item` cut to at most [`SHOWN_BYTES`] at a UTF-8 character boundary, and whether it
+/// was cut.
+pub fn cut(item: &[u8]) -> (&[u8], bool) {
+    if item.len() <= SHOWN_BYTES {
+        return (item, false);
+    }
+    let mut end = SHOWN_BYTES;
+    // Back off over continuation bytes (10xxxxxx) so that a character is not split.
+    while end > 0 && item[end] & 0xc0 == 0x80 {
+        end -= 1;
+    }
+    (&item[..end], true)
+}
+
+/// The problems found in one configuration variable, kept for a single warning line in a
+/// fixed buffer (no allocation: the host engine collects them inside the first malloc).
+pub struct Problems {
+    text: [u8; PROBLEM_TEXT_BYTES],
+    len: usize,
+    count: usize,
+}
+
+impl Default for Problems {
+    fn default() -> Self {
+        Problems::new()
+    }
+}
+
+impl Problems {
+    /// No problems yet.
+    pub const fn new() -> Problems {
+        Problems {
+            text: [0; PROBLEM_TEXT_BYTES],
+            len: 0,
+            count: 0,
+        }
+    }
+
+    /// Problems recorded, named or counted.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The named problems, separated by `; ` (without the line's prefix and count).
+    pub fn text(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
+
+    /// Records `WHAT 'KEY'` or, with a value, `WHAT 'KEY': 'VALUE'`. Only the first
+    /// [`NAMED_PROBLEMS`] are written out; later ones are counted.
+    pub fn add(&mut self, what: &[u8], key: &[u8], value: Option<&[u8]>) {
+        self.count += 1;
+        if self.count > NAMED_PROBLEMS {
+            return;
+        }
+        if self.count > 1 {
+            self.push(b"; ");
+        }
+        self.push(what);
+        self.push(b" ");
+        self.push_quoted(key);
+        if let Some(v) = value {
+            self.push(b": ");
+            self.push_quoted(v);
+        }
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        let n = b.len().min(self.text.len() - self.len);
+        self.text[self.len..self.len + n].copy_from_slice(&b[..n]);
+        self.len += n;
+    }
+
+    /// Pushes a user-supplied item in quotes, control characters as `?`; one longer than
+    /// [`SHOWN_BYTES`] as `'its start...' (N bytes)`.
+    fn push_quoted(&mut self, item: &[u8]) {
+        let (shown, was_cut) = cut(item);
+        self.push(b"'");
+        for &b in shown {
+            self.push(&[if b < 0x20 || b == 0x7f { b'?' } else { b }]);
+        }
+        if was_cut {
+            let mut num = [0u8; 20];
+            self.push(b"...' (");
+            self.push(sys::fmt_u64(item.len() as u64, &mut num));
+            self.push(b" bytes)");
+        } else {
+            self.push(b"'");
+        }
+    }
+
+    /// Writes the single line `poolside: warning: VAR: P1; P2; P3; and N more (ignored)`
+    /// to stderr with one raw write(2) (so that processes sharing stderr do not interleave
+    /// its pieces); nothing when there are no problems.
+    pub fn emit(&self, var: &[u8]) {
+        if self.count == 0 {
+            return;
+        }
+        let mut line = Problems::new();
+        line.push(b"poolside: warning: ");
+        line.push(var);
+        line.push(b": ");
+        line.push(self.text());
+        let more = self.count.saturating_sub(NAMED_PROBLEMS);
+        if more > 0 {
+            let mut num = [0u8; 20];
+            line.push(b"; and ");
+            line.push(sys::fmt_u64(more as u64, &mut num));
+            line.push(b" more");
+        }
+        line.push(b" (ignored)\n");
+        sys::write_stderr(&[line.text()]);
+    }
 }
 
 /// Settings of the host engine.
@@ -165,29 +282,31 @@ impl HostConfig {
         &self.stats_dir[..self.stats_dir_len]
     }
 
-    /// Applies a configuration string, warning about unknown keys and bad values.
-    pub fn apply(&mut self, conf: &[u8]) {
-        const VAR: &[u8] = b"POOLSIDE_CONF";
+    /// Applies a configuration string; returns the unknown keys and bad values, which
+    /// leave the settings as they were. Prints nothing.
+    #[must_use]
+    pub fn apply(&mut self, conf: &[u8]) -> Problems {
+        let mut p = Problems::new();
         for (key, value) in entries(conf) {
             match key {
                 b"purge_delay_ms" => match parse_u64(value) {
                     Some(v) => self.purge_delay_ms = v,
-                    None => warn(VAR, b"bad value for", key),
+                    None => p.add(b"bad value for", key, Some(value)),
                 },
                 b"stats" => match parse_bool(value) {
                     Some(v) => self.stats = v,
-                    None => warn(VAR, b"bad value for", key),
+                    None => p.add(b"bad value for", key, Some(value)),
                 },
                 b"verbose" => match parse_bool(value) {
                     Some(v) => self.verbose = v,
-                    None => warn(VAR, b"bad value for", key),
+                    None => p.add(b"bad value for", key, Some(value)),
                 },
                 b"stats_dir" => {
                     if value.is_empty() || value.len() >= self.stats_dir.len() || value[0] != b'/' {
-                        warn(
-                            VAR,
-                            b"stats_dir must be an absolute path under 256 bytes, got",
+                        p.add(
+                            b"stats_dir must be an absolute path under 256 bytes, not",
                             value,
+                            None,
                         );
                     } else {
                         self.stats_dir = [0; 256];
@@ -196,16 +315,30 @@ impl HostConfig {
                     }
                 }
                 k if KNOWN_KEYS.contains(&k) => {}
-                _ => warn(VAR, b"unknown key", key),
+                _ => p.add(b"unknown key", key, None),
             }
         }
+        p
     }
 
-    /// Reads `POOLSIDE_CONF` from the environment.
+    /// Reads `POOLSIDE_CONF` from the environment. The first call in this copy of the
+    /// engine prints one warning line about its problems (see the module docs); later calls
+    /// print nothing.
     pub fn from_env() -> HostConfig {
+        HostConfig::from_env_warning(true)
+    }
+
+    /// Reads `POOLSIDE_CONF`; with `warn` false never prints (for a component of a process
+    /// in which another copy of the engine has already warned).
+    pub fn from_env_warning(warn: bool) -> HostConfig {
+        /// Set once this copy printed (or chose not to print) its warning.
+        static WARNED: AtomicBool = AtomicBool::new(false);
         let mut c = HostConfig::DEFAULT;
         if let Some(conf) = sys::getenv(b"POOLSIDE_CONF\0") {
-            c.apply(conf);
+            let problems = c.apply(conf);
+            if warn && problems.count() > 0 && !WARNED.swap(true, Ordering::Relaxed) {
+                problems.emit(b"POOLSIDE_CONF");
+            }
         }
         c
     }
@@ -224,11 +357,17 @@ mod tests {
     #[test]
     fn applies_known_keys_and_survives_bad_ones() {
         let mut c = HostConfig::DEFAULT;
-        c.apply(b"purge_delay_ms:250,stats:off,stats_dir:/tmp/x,bogus:1,purge_delay_ms:abc");
+        let p =
+            c.apply(b"purge_delay_ms:250,stats:off,stats_dir:/tmp/x,bogus:1,purge_delay_ms:abc");
         assert_eq!(c.purge_delay_ms, 250);
         assert!(!c.stats);
         assert_eq!(c.stats_dir(), b"/tmp/x");
-        c.apply(b"stats_dir:relative");
+        assert_eq!(p.count(), 2);
+        assert_eq!(
+            p.text(),
+            b"unknown key 'bogus'; bad value for 'purge_delay_ms': 'abc'"
+        );
+        assert_eq!(c.apply(b"stats_dir:relative").count(), 1);
         assert_eq!(c.stats_dir(), b"/tmp/x");
     }
 

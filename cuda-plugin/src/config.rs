@@ -19,7 +19,10 @@
 //! about those in `POOLSIDE_CONF`); a bad value of one of these keys gets a warning and
 //! the default stays.
 
-use alloc_core::config::{parse_bool, parse_f64, parse_u64, KNOWN_KEYS};
+use alloc_core::config::{
+    cut, parse_bool, parse_f64, parse_u64, HostConfig, KNOWN_KEYS, NAMED_PROBLEMS,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Intervals of `roundup_power2_divisions`, as in PyTorch: index 0 for sizes up to
 /// 1 MiB, then one per power of two.
@@ -83,71 +86,113 @@ fn entries(conf: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-fn warn(var: &str, msg: &str) {
-    eprintln!("poolside: warning: {var}: {msg} (ignored)");
+/// Prints one line about a variable's problems: the first few named, the rest counted
+/// (the host engine's format, see `alloc_core::config`).
+fn warn(var: &str, problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    let named = problems[..problems.len().min(NAMED_PROBLEMS)].join("; ");
+    let more = match problems.len().saturating_sub(NAMED_PROBLEMS) {
+        0 => String::new(),
+        n => format!("; and {n} more"),
+    };
+    eprintln!("poolside: warning: {var}: {named}{more} (ignored)");
+}
+
+/// A key or value for a warning, in quotes: cut to `SHOWN_BYTES` with its length given,
+/// control characters as `?`, so that a hostile value can neither flood nor split the line.
+pub fn quoted(v: &str) -> String {
+    let (shown, was_cut) = cut(v.as_bytes());
+    let s: String = String::from_utf8_lossy(shown)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if was_cut {
+        format!("'{s}...' ({} bytes)", v.len())
+    } else {
+        format!("'{s}'")
+    }
 }
 
 impl PluginConfig {
-    /// Settings from the environment.
+    /// Settings from the environment. The first call in the process prints at most one
+    /// warning line per variable; later calls print nothing. A value that is not UTF-8 is
+    /// read lossily (so its bad entries are warned about rather than the whole variable
+    /// silently ignored).
     pub fn from_env() -> PluginConfig {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let warn_now = !WARNED.swap(true, Ordering::Relaxed);
         let mut c = PluginConfig::default();
-        if let Ok(v) = std::env::var("PYTORCH_CUDA_ALLOC_CONF") {
-            c.apply("PYTORCH_CUDA_ALLOC_CONF", &v, true);
-        }
-        if let Ok(v) = std::env::var("POOLSIDE_CONF") {
-            c.apply("POOLSIDE_CONF", &v, false);
+        let vars = [("PYTORCH_CUDA_ALLOC_CONF", true), ("POOLSIDE_CONF", false)];
+        for (var, warn_unknown) in vars {
+            if let Some(v) = std::env::var_os(var) {
+                let problems = c.apply(var, &v.to_string_lossy(), warn_unknown);
+                if warn_now {
+                    warn(var, &problems);
+                }
+            }
         }
         c
     }
 
-    /// Applies one variable's value. Returns the warnings printed (for tests).
+    /// Applies one variable's value (`var` names it). Returns its problems, one message
+    /// each, without printing them; bad entries leave the settings as they were.
     pub fn apply(&mut self, var: &str, conf: &str, warn_unknown: bool) -> Vec<String> {
+        let _ = var;
         let mut warnings = Vec::new();
-        let mut bad = |msg: String| {
-            warn(var, &msg);
-            warnings.push(msg);
-        };
+        let mut bad = |msg: String| warnings.push(msg);
         for (key, value) in entries(conf) {
+            let shown = quoted(value);
             match key {
                 "expandable_segments" => match parse_bool(value.as_bytes()) {
                     Some(v) => self.expandable_segments = v,
-                    None => bad(format!("bad value for 'expandable_segments': '{value}', expected true or false")),
+                    None => bad(format!("bad value for 'expandable_segments': {shown}, expected true or false")),
                 },
                 "max_split_size_mb" => match parse_u64(value.as_bytes()) {
                     Some(v) if v > 20 => self.max_split_size = (v as usize).saturating_mul(1 << 20),
-                    _ => bad(format!("bad value for 'max_split_size_mb': '{value}', expected an integer above 20")),
+                    _ => bad(format!("bad value for 'max_split_size_mb': {shown}, expected an integer above 20")),
                 },
                 "garbage_collection_threshold" => match parse_f64(value.as_bytes()) {
                     Some(v) if v > 0.0 && v < 1.0 => self.gc_threshold = v,
-                    _ => bad(format!("bad value for 'garbage_collection_threshold': '{value}', expected a number between 0 and 1")),
+                    _ => bad(format!("bad value for 'garbage_collection_threshold': {shown}, expected a number between 0 and 1")),
                 },
                 "per_process_memory_fraction" => match parse_f64(value.as_bytes()) {
                     Some(v) if v > 0.0 && v <= 1.0 => self.memory_fraction = v,
-                    _ => bad(format!("bad value for 'per_process_memory_fraction': '{value}', expected a number in (0, 1]")),
+                    _ => bad(format!("bad value for 'per_process_memory_fraction': {shown}, expected a number in (0, 1]")),
                 },
                 "device_capacity_mb" => match parse_u64(value.as_bytes()) {
                     Some(v) if v > 0 => self.sim_capacity = v << 20,
-                    _ => bad(format!("bad value for 'device_capacity_mb': '{value}', expected a positive integer")),
+                    _ => bad(format!("bad value for 'device_capacity_mb': {shown}, expected a positive integer")),
                 },
                 "roundup_power2_divisions" => match parse_divisions(value) {
                     Some(d) => self.roundup_divisions = d,
-                    None => bad(format!("bad value for 'roundup_power2_divisions': '{value}', expected a power of two or [MB:N,...,>:N]")),
+                    None => bad(format!("bad value for 'roundup_power2_divisions': {shown}, expected a power of two or [MB:N,...,>:N]")),
                 },
                 "backend" => {
                     if value != "native" {
-                        bad(format!("'backend:{value}' does not apply: poolside is the allocator"));
+                        bad(format!("'backend' {shown} does not apply: poolside is the allocator"));
                     }
                 }
                 k if KNOWN_KEYS.contains(&k.as_bytes()) => {}
                 k => {
                     if warn_unknown {
-                        bad(format!("unknown key '{k}'"));
+                        bad(format!("unknown key {}", quoted(k)));
                     }
                 }
             }
         }
         warnings
     }
+}
+
+/// The host settings for this component's stats file. When libpoolside.so is in the
+/// process, its engine has already warned about `POOLSIDE_CONF` (unknown keys and the host
+/// engine's keys), so the plugin reads it quietly and the process gets that warning once.
+pub fn host_config() -> HostConfig {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
+    let engine = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"poolside_malloc".as_ptr()) };
+    HostConfig::from_env_warning(engine.is_null())
 }
 
 /// A division count: 0, 1, or a power of two.

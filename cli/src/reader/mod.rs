@@ -15,13 +15,17 @@ use std::path::{Path, PathBuf};
 /// The stats directory: `stats_dir` from `POOLSIDE_CONF` if set, else /dev/shm.
 pub fn default_dir() -> PathBuf {
     let mut cfg = alloc_core::config::HostConfig::DEFAULT;
-    if let Ok(conf) = std::env::var("POOLSIDE_CONF") {
+    if let Some(conf) = std::env::var_os("POOLSIDE_CONF") {
+        use std::os::unix::ffi::OsStrExt;
         // Only the directory matters here; warnings about other keys belong to the
         // program that is configured, not to the reader.
-        for (k, v) in alloc_core::config::entries(conf.as_bytes()) {
-            if k == b"stats_dir" {
-                cfg.apply(&[k, b":", v].concat());
-            }
+        let dirs: Vec<&[u8]> = alloc_core::config::entries(conf.as_bytes())
+            .filter(|(k, _)| *k == b"stats_dir")
+            .map(|(_, v)| v)
+            .collect();
+        let only_dirs = [b"stats_dir:", &dirs.join(&b",stats_dir:"[..])[..]].concat();
+        if !dirs.is_empty() {
+            cfg.apply(&only_dirs).emit(b"POOLSIDE_CONF");
         }
     }
     PathBuf::from(String::from_utf8_lossy(cfg.stats_dir()).into_owned())

@@ -4,7 +4,6 @@
 use crate::config::PluginConfig;
 use crate::driver::{select, Driver};
 use crate::pool::DevicePool;
-use alloc_core::config::HostConfig;
 use alloc_core::stats::{layout::WRITER_CUDA, shm};
 use std::sync::{Arc, OnceLock};
 
@@ -21,7 +20,7 @@ fn init() -> Result<Global, String> {
     let cfg = PluginConfig::from_env();
     let driver = select::from_env(cfg.sim_capacity)?;
     let n = driver.device_count().map_err(|e| e.to_string())?;
-    shm::open(&HostConfig::from_env(), WRITER_CUDA);
+    shm::open(&crate::config::host_config(), WRITER_CUDA);
     Ok(Global {
         driver,
         cfg,
