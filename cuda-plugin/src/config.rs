@@ -162,8 +162,9 @@ impl PluginConfig {
                     _ => bad(format!("bad value for 'per_process_memory_fraction': {shown}, expected a number in (0, 1]")),
                 },
                 "device_capacity_mb" => match parse_u64(value.as_bytes()) {
-                    Some(v) if v > 0 => self.sim_capacity = v << 20,
-                    _ => bad(format!("bad value for 'device_capacity_mb': {shown}, expected a positive integer")),
+                    // Checked: a shift would drop the high bits of 2^44 MiB and more.
+                    Some(v) if v > 0 && v <= u64::MAX >> 20 => self.sim_capacity = v << 20,
+                    _ => bad(format!("bad value for 'device_capacity_mb': {shown}, expected a positive integer below 2^44")),
                 },
                 "roundup_power2_divisions" => match parse_divisions(value) {
                     Some(d) => self.roundup_divisions = d,
