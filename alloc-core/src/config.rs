@@ -126,8 +126,11 @@ pub fn parse_f64(v: &[u8]) -> Option<f64> {
 pub const SHOWN_BYTES: usize = 64;
 /// Problems a warning line names; the others are counted ("and N more").
 pub const NAMED_PROBLEMS: usize = 3;
-/// Bytes of a warning line's list of problems (enough for [`NAMED_PROBLEMS`] cut items).
-const PROBLEM_TEXT_BYTES: usize = 768;
+/// Bytes of a warning line's list of problems (enough for [`NAMED_PROBLEMS`] cut items
+/// with their wording; anything beyond is dropped).
+const PROBLEM_TEXT_BYTES: usize = 1024;
+/// Bytes of a whole warning line: the list, the prefix, the variable and the count.
+const LINE_BYTES: usize = PROBLEM_TEXT_BYTES + 128;
 
 /// `item` cut to at most [`SHOWN_BYTES`] at a UTF-8 character boundary, and whether it
 /// was cut.
@@ -196,10 +199,27 @@ impl Problems {
         }
     }
 
+    /// Records a message another component formatted (its items already cut with
+    /// [`cut`]); control characters are shown as `?`. Counted like [`Problems::add`].
+    pub fn add_text(&mut self, msg: &[u8]) {
+        self.count += 1;
+        if self.count > NAMED_PROBLEMS {
+            return;
+        }
+        if self.count > 1 {
+            self.push(b"; ");
+        }
+        self.push_sanitized(msg);
+    }
+
     fn push(&mut self, b: &[u8]) {
-        let n = b.len().min(self.text.len() - self.len);
-        self.text[self.len..self.len + n].copy_from_slice(&b[..n]);
-        self.len += n;
+        push_into(&mut self.text, &mut self.len, b);
+    }
+
+    fn push_sanitized(&mut self, b: &[u8]) {
+        for &c in b {
+            self.push(&[if c < 0x20 || c == 0x7f { b'?' } else { c }]);
+        }
     }
 
     /// Pushes a user-supplied item in quotes, control characters as `?`; one longer than
@@ -207,9 +227,7 @@ impl Problems {
     fn push_quoted(&mut self, item: &[u8]) {
         let (shown, was_cut) = cut(item);
         self.push(b"'");
-        for &b in shown {
-            self.push(&[if b < 0x20 || b == 0x7f { b'?' } else { b }]);
-        }
+        self.push_sanitized(shown);
         if was_cut {
             let mut num = [0u8; 20];
             self.push(b"...' (");
@@ -227,21 +245,31 @@ impl Problems {
         if self.count == 0 {
             return;
         }
-        let mut line = Problems::new();
-        line.push(b"poolside: warning: ");
-        line.push(var);
-        line.push(b": ");
-        line.push(self.text());
+        let mut line = [0u8; LINE_BYTES];
+        let mut len = 0;
+        let mut num = [0u8; 20];
         let more = self.count.saturating_sub(NAMED_PROBLEMS);
-        if more > 0 {
-            let mut num = [0u8; 20];
-            line.push(b"; and ");
-            line.push(sys::fmt_u64(more as u64, &mut num));
-            line.push(b" more");
+        for part in [b"poolside: warning: ", var, b": ", self.text()] {
+            push_into(&mut line, &mut len, part);
         }
-        line.push(b" (ignored)\n");
-        sys::write_stderr(&[line.text()]);
+        if more > 0 {
+            push_into(&mut line, &mut len, b"; and ");
+            push_into(&mut line, &mut len, sys::fmt_u64(more as u64, &mut num));
+            push_into(&mut line, &mut len, b" more");
+        }
+        // The ending always fits: it replaces the tail of an overlong line.
+        const END: &[u8] = b" (ignored)\n";
+        len = len.min(LINE_BYTES - END.len());
+        push_into(&mut line, &mut len, END);
+        sys::write_stderr(&[&line[..len]]);
     }
+}
+
+/// Appends what fits of `b` to `buf[..*len]`.
+fn push_into(buf: &mut [u8], len: &mut usize, b: &[u8]) {
+    let n = b.len().min(buf.len() - *len);
+    buf[*len..*len + n].copy_from_slice(&b[..n]);
+    *len += n;
 }
 
 /// Settings of the host engine.

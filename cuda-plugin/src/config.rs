@@ -16,11 +16,12 @@
 //! - `device_capacity_mb:N`: memory of a simulated device (poolside only).
 //!
 //! Unknown keys in `PYTORCH_CUDA_ALLOC_CONF` get a warning here (the host engine warns
-//! about those in `POOLSIDE_CONF`); a bad value of one of these keys gets a warning and
-//! the default stays.
+//! about those in `POOLSIDE_CONF`, or this plugin when libpoolside.so is not loaded); a
+//! bad value of one of these keys gets a warning and the earlier value stays. Warnings
+//! come once per process, one line per variable (see [`PluginConfig::from_env`]).
 
 use alloc_core::config::{
-    cut, parse_bool, parse_f64, parse_u64, HostConfig, KNOWN_KEYS, NAMED_PROBLEMS,
+    cut, parse_bool, parse_f64, parse_u64, HostConfig, Problems, KNOWN_KEYS,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -86,20 +87,6 @@ fn entries(conf: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// Prints one line about a variable's problems: the first few named, the rest counted
-/// (the host engine's format, see `alloc_core::config`).
-fn warn(var: &str, problems: &[String]) {
-    if problems.is_empty() {
-        return;
-    }
-    let named = problems[..problems.len().min(NAMED_PROBLEMS)].join("; ");
-    let more = match problems.len().saturating_sub(NAMED_PROBLEMS) {
-        0 => String::new(),
-        n => format!("; and {n} more"),
-    };
-    eprintln!("poolside: warning: {var}: {named}{more} (ignored)");
-}
-
 /// A key or value for a warning, in quotes: cut to `SHOWN_BYTES` with its length given,
 /// control characters as `?`, so that a hostile value can neither flood nor split the line.
 pub fn quoted(v: &str) -> String {
@@ -117,20 +104,33 @@ pub fn quoted(v: &str) -> String {
 
 impl PluginConfig {
     /// Settings from the environment. The first call in the process prints at most one
-    /// warning line per variable; later calls print nothing. A value that is not UTF-8 is
-    /// read lossily (so its bad entries are warned about rather than the whole variable
-    /// silently ignored).
+    /// warning line per variable (the first few problems named, the rest counted); later
+    /// calls print nothing. A value that is not UTF-8 is read lossily, so its bad entries
+    /// are warned about rather than the whole variable silently dropped.
+    ///
+    /// Unknown keys and the host engine's keys in `POOLSIDE_CONF` are the host engine's to
+    /// warn about; when libpoolside.so is not in the process, this line reports them too.
     pub fn from_env() -> PluginConfig {
         static WARNED: AtomicBool = AtomicBool::new(false);
         let warn_now = !WARNED.swap(true, Ordering::Relaxed);
         let mut c = PluginConfig::default();
         let vars = [("PYTORCH_CUDA_ALLOC_CONF", true), ("POOLSIDE_CONF", false)];
         for (var, warn_unknown) in vars {
-            if let Some(v) = std::env::var_os(var) {
-                let problems = c.apply(var, &v.to_string_lossy(), warn_unknown);
-                if warn_now {
-                    warn(var, &problems);
-                }
+            let Some(v) = std::env::var_os(var) else {
+                continue;
+            };
+            let v = v.to_string_lossy();
+            let mut problems = if var == "POOLSIDE_CONF" && !host_engine_loaded() {
+                let mut host = HostConfig::DEFAULT;
+                host.apply(v.as_bytes())
+            } else {
+                Problems::new()
+            };
+            for m in c.apply(var, &v, warn_unknown) {
+                problems.add_text(m.as_bytes());
+            }
+            if warn_now {
+                problems.emit(var.as_bytes());
             }
         }
         c
@@ -187,13 +187,16 @@ impl PluginConfig {
     }
 }
 
-/// The host settings for this component's stats file. When libpoolside.so is in the
-/// process, its engine has already warned about `POOLSIDE_CONF` (unknown keys and the host
-/// engine's keys), so the plugin reads it quietly and the process gets that warning once.
+/// The host settings for this component's stats file, read quietly: their problems are
+/// reported once, by the host engine or by [`PluginConfig::from_env`].
 pub fn host_config() -> HostConfig {
+    HostConfig::from_env_warning(false)
+}
+
+/// Whether libpoolside.so's host engine is in the process (it warns about `POOLSIDE_CONF`).
+fn host_engine_loaded() -> bool {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
-    let engine = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"poolside_malloc".as_ptr()) };
-    HostConfig::from_env_warning(engine.is_null())
+    !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"poolside_malloc".as_ptr()) }.is_null()
 }
 
 /// A division count: 0, 1, or a power of two.
