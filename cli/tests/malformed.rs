@@ -214,3 +214,66 @@ fn snapshots_stay_consistent_while_a_writer_runs() {
     drop(map);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Sets a file's modification time `secs` seconds into the past.
+fn age(p: &std::path::Path, secs: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+        .unwrap();
+}
+
+#[test]
+fn warns_about_empty_and_all_zero_files_of_live_processes() {
+    let dir = temp_dir("empty");
+    let me = std::process::id();
+    let size = std::mem::size_of::<alloc_core::stats::layout::StatsFile>();
+    for (content, what) in [(vec![], "empty file"), (vec![0u8; size], "bytes are zero")] {
+        // Just written: a creator may be between open and writing the magic. Quiet.
+        let p = write(&dir, me, &content);
+        let out = reader::scan(&dir).unwrap();
+        assert!(
+            out.warnings.is_empty() && out.processes.is_empty(),
+            "{out:?}"
+        );
+        // Unchanged for a minute: nobody is creating it.
+        age(&p, 60);
+        let out = reader::scan(&dir).unwrap();
+        assert!(out.processes.is_empty());
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(out.warnings[0].contains(what), "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains(&format!("process {me} runs")),
+            "{:?}",
+            out.warnings
+        );
+        assert!(p.exists(), "a live process's file is never removed");
+        let e = reader::read_pid(&dir, me).unwrap_err();
+        assert!(e.contains(what), "{e}");
+        // What `poolside stat` prints.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_poolside"))
+            .args(["stat", "--stats-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("poolside: warning: skipping") && stderr.contains(what),
+            "{stderr}"
+        );
+        // A zero magic over other content is a bad magic.
+        let mut other = content.clone();
+        other.resize(size, 0);
+        other[size - 1] = 1;
+        write(&dir, me, &other);
+        age(&p, 60);
+        let out = reader::scan(&dir).unwrap();
+        assert!(out.warnings[0].contains("bad magic"), "{:?}", out.warnings);
+    }
+    // The same files of a dead process are stale and removed.
+    let dead = dead_pid();
+    let p = write(&dir, dead, &[]);
+    age(&p, 60);
+    reader::scan(&dir).unwrap();
+    assert!(!p.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,5 +1,6 @@
 //! The device pool on the simulated driver: layout, streams, expandable segments, every
-//! out-of-memory path and injected driver failure, and threads.
+//! out-of-memory path and injected driver failure, and threads. Stream safety
+//! (record_stream, events) is in streams.rs.
 
 use poolside_cuda::config::PluginConfig;
 use poolside_cuda::driver::sim::{SimCall, SimDriver, CUDA_ERROR_LAUNCH_FAILED};
@@ -86,41 +87,6 @@ fn freed_block_is_reused_at_once_on_its_stream_only() {
 }
 
 #[test]
-fn record_stream_holds_the_block_until_events_complete() {
-    let (driver, pool) = setup(1024, "");
-    let a = pool.malloc(4 * MIB, 1).unwrap();
-    pool.record_stream(a, 7).unwrap();
-    pool.record_stream(a + 4096, 8).unwrap(); // an interior pointer names the block too
-    pool.free(a).unwrap();
-    assert_eq!(pool.pending(), 1);
-    assert_eq!(driver.live_events(), 2);
-    let b = pool.malloc(4 * MIB, 1).unwrap();
-    assert_ne!(a, b, "the block is still in use on streams 7 and 8");
-    driver.complete_stream(7);
-    let c = pool.malloc(4 * MIB, 1).unwrap();
-    assert_ne!(a, c, "stream 8 has not finished");
-    driver.complete_stream(8);
-    let d = pool.malloc(4 * MIB, 1).unwrap();
-    assert_eq!(a, d, "all events done: the block is back");
-    assert_eq!(driver.live_events(), 0);
-    assert!(pool.record_stream(12345, 1).is_err());
-    pool.check().unwrap();
-}
-
-#[test]
-fn event_record_failure_falls_back_to_synchronize() {
-    let (driver, pool) = setup(1024, "");
-    let a = pool.malloc(4 * MIB, 1).unwrap();
-    pool.record_stream(a, 2).unwrap();
-    driver.inject(SimCall::RecordEvent, 0, 1, CUDA_ERROR_LAUNCH_FAILED);
-    let syncs = driver.calls(SimCall::Synchronize);
-    pool.free(a).unwrap();
-    assert_eq!(pool.pending(), 0);
-    assert_eq!(driver.calls(SimCall::Synchronize), syncs + 1);
-    pool.check().unwrap();
-}
-
-#[test]
 fn expandable_segment_grows_and_shrinks() {
     let (driver, pool) = setup(1024, "");
     assert!(pool.is_expandable());
@@ -168,22 +134,6 @@ fn oom_releases_cache_then_reports_like_pytorch() {
     pool.free(b).unwrap();
     assert!(pool.malloc(90 * MIB, 2).is_ok(), "the pool still works");
     assert_eq!(driver.misuse(), 0);
-}
-
-#[test]
-fn oom_waits_for_pending_frees_in_step_two() {
-    let (driver, pool) = setup(100, "");
-    let a = pool.malloc(60 * MIB, 1).unwrap();
-    pool.record_stream(a, 5).unwrap();
-    pool.free(a).unwrap();
-    assert_eq!(pool.pending(), 1);
-    // Step 1 cannot use the pending block; step 2 waits for its event.
-    let b = pool.malloc(80 * MIB, 1).unwrap();
-    assert_eq!(pool.pending(), 0);
-    assert_eq!(pool.stats().alloc_retries, 2);
-    assert_eq!(driver.live_events(), 0);
-    pool.free(b).unwrap();
-    pool.check().unwrap();
 }
 
 #[test]
@@ -358,24 +308,6 @@ fn stats_track_peaks_and_reset() {
 }
 
 #[test]
-fn event_query_and_sync_failures_fall_back_to_synchronize() {
-    for call in [SimCall::QueryEvent, SimCall::SyncEvent] {
-        let (driver, pool) = setup(100, "");
-        let a = pool.malloc(60 * MIB, 1).unwrap();
-        pool.record_stream(a, 2).unwrap();
-        pool.free(a).unwrap();
-        driver.inject(call, 0, 1, CUDA_ERROR_LAUNCH_FAILED);
-        // A query happens at the next malloc, a sync at empty_cache (or OOM step 2).
-        let b = pool.malloc(MIB * 2, 1).unwrap();
-        pool.empty_cache();
-        assert_eq!(pool.pending(), 0, "{call:?}");
-        assert_eq!(driver.live_events(), 0);
-        pool.free(b).unwrap();
-        pool.check().unwrap();
-    }
-}
-
-#[test]
 fn shared_stats_section_follows_the_pool() {
     // Device 1: the section in this process's stats (process memory, or the file).
     let driver = Arc::new(SimDriver::new(2, 1 << 30));
@@ -435,7 +367,11 @@ fn roundup_power2_divisions_round_large_requests() {
 /// PyTorch's message, counted once, leaving the pool's figures and blocks as they were.
 #[test]
 fn sizes_near_size_max_are_out_of_memory_and_change_nothing() {
-    for conf in ["", "expandable_segments:false", "roundup_power2_divisions:4"] {
+    for conf in [
+        "",
+        "expandable_segments:false",
+        "roundup_power2_divisions:4",
+    ] {
         let (_driver, pool) = setup(1024, conf);
         let kept = pool.malloc(3 * MIB, 0).unwrap();
         let before = pool.stats();
@@ -452,7 +388,10 @@ fn sizes_near_size_max_are_out_of_memory_and_change_nothing() {
         for (i, &size) in sizes.iter().enumerate() {
             match pool.malloc(size, 0) {
                 Err(AllocError::OutOfMemory(m)) => {
-                    assert!(m.starts_with("CUDA out of memory. Tried to allocate "), "{m}");
+                    assert!(
+                        m.starts_with("CUDA out of memory. Tried to allocate "),
+                        "{m}"
+                    );
                     assert!(m.contains("GPU 0 has a total capacity of 1.00 GiB"), "{m}");
                 }
                 other => panic!("{conf}: malloc({size:#x}) gave {other:?}"),

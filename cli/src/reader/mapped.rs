@@ -9,11 +9,12 @@ use super::liveness;
 use super::snapshot::Snapshot;
 use alloc_core::stats::layout::{StatsFile, STATS_MAGIC, STATS_VERSION};
 use alloc_core::stats::seqlock;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::ptr::addr_of;
+use std::time::{Duration, SystemTime};
 
 /// Bytes of a complete file.
 pub const FILE_SIZE: usize = std::mem::size_of::<StatsFile>();
@@ -29,7 +30,8 @@ pub enum Verdict {
     Invalid(String),
     /// Left by a process that is gone; the message says why.
     Stale(String),
-    /// Being created right now (no magic yet, writer alive): skip quietly.
+    /// Being created right now (empty or no magic yet, writer alive, changed within
+    /// [`CREATION_GRACE`]): skip quietly.
     Creating,
 }
 
@@ -60,6 +62,30 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the mapping came from mmap with FILE_SIZE bytes and is no longer used.
         unsafe { libc::munmap(self.0 as *mut libc::c_void, FILE_SIZE) };
+    }
+}
+
+/// How long a creator may take to size a new file and write its magic (it needs
+/// microseconds; the margin covers a writer descheduled on a loaded machine).
+pub const CREATION_GRACE: Duration = Duration::from_secs(2);
+
+/// `None` while the file may still be being created (modified within [`CREATION_GRACE`]
+/// of now, either way, as clocks step); else whole seconds since its last change.
+fn unchanged_for(meta: &Metadata) -> Option<u64> {
+    let modified = meta.modified().ok()?;
+    let age = match SystemTime::now().duration_since(modified) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    };
+    (age >= CREATION_GRACE).then(|| age.as_secs())
+}
+
+/// True when the first `len` bytes of the file (at most a stats file's size) are all zero.
+fn all_zero(file: &File, len: u64) -> bool {
+    let mut buf = vec![0u8; (len as usize).min(FILE_SIZE)];
+    match file.read_exact_at(&mut buf, 0) {
+        Ok(()) => buf.iter().all(|&b| b == 0),
+        Err(_) => false,
     }
 }
 
@@ -106,13 +132,32 @@ pub fn examine(path: &Path, name: FileName, my_uid: u32) -> Verdict {
     let got = file.read_at(&mut prefix, 0).unwrap_or(0);
     if got < PREFIX_BYTES {
         if meta.len() == 0 && liveness::exists(name.pid) {
-            return Verdict::Creating;
+            return match unchanged_for(&meta) {
+                None => Verdict::Creating,
+                Some(age) => Verdict::Invalid(format!(
+                    "empty file, unchanged for {age} s while process {} runs \
+                     (a stats file is complete within milliseconds of its creation)",
+                    name.pid
+                )),
+            };
         }
         return bad(format!("truncated ({} bytes)", meta.len()));
     }
     let magic = u64_at(&prefix, std::mem::offset_of!(StatsFile, magic));
     if magic == 0 && liveness::exists(name.pid) {
-        return Verdict::Creating;
+        match unchanged_for(&meta) {
+            None => return Verdict::Creating,
+            Some(age) if all_zero(&file, meta.len()) => {
+                return Verdict::Invalid(format!(
+                    "all {} bytes are zero, unchanged for {age} s while process {} runs \
+                     (a stats file is complete within milliseconds of its creation)",
+                    meta.len(),
+                    name.pid
+                ))
+            }
+            // Zero magic over other content: reported as a bad magic below.
+            Some(_) => {}
+        }
     }
     if magic != STATS_MAGIC {
         return bad("not a poolside stats file (bad magic)".into());

@@ -8,6 +8,7 @@
 pub mod real;
 pub mod select;
 pub mod sim;
+pub mod sim_streams;
 
 use std::fmt;
 
@@ -78,8 +79,14 @@ pub trait Driver: Send + Sync {
     fn malloc(&self, dev: i32, size: usize) -> DResult<DevPtr>;
     /// cuMemFree.
     fn free(&self, dev: i32, ptr: DevPtr) -> DResult<()>;
-    /// Records a new event on `stream`.
-    fn record_event(&self, dev: i32, stream: StreamId) -> DResult<EventId>;
+    /// Makes device `dev` usable; the real driver retains its primary context here. The
+    /// pool calls it once, when it is created, before any other call that names the
+    /// device, so a process that uses one GPU leaves the others' contexts alone.
+    fn open_device(&self, dev: i32) -> DResult<()>;
+    /// A new event (timing disabled), for the pool to record again and again.
+    fn create_event(&self, dev: i32) -> DResult<EventId>;
+    /// Records `event` on `stream`: it completes once the work queued there so far has.
+    fn record_event(&self, dev: i32, event: EventId, stream: StreamId) -> DResult<()>;
     /// Whether the event has completed.
     fn query_event(&self, dev: i32, event: EventId) -> DResult<bool>;
     /// Waits for the event.

@@ -6,7 +6,9 @@
 //! any cudarc function called.
 //!
 //! Every call runs with the device's primary context pushed (what PyTorch's runtime uses)
-//! and popped again, so the calling thread's current context is left as it was.
+//! and popped again, so the calling thread's current context is left as it was. A device's
+//! primary context is retained when the device is opened (when its pool is made), not at
+//! load: a process that uses one GPU of eight creates no context on the other seven.
 //! Physical handles are kept per page so that `unmap` can release the right one.
 
 use super::{DResult, DevPtr, Driver, DriverError, EventId, StreamId};
@@ -14,6 +16,7 @@ use cudarc::driver::sys;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Symbols called below; all must resolve before any is used.
 const SYMBOLS: &[&str] = &[
@@ -46,8 +49,11 @@ const SYMBOLS: &[&str] = &[
 
 /// The real driver.
 pub struct RealDriver {
-    /// Primary context per device, retained for the life of the process.
-    contexts: Vec<sys::CUcontext>,
+    /// Primary context per device: null until the device is opened, then retained for
+    /// the life of the process.
+    contexts: Vec<AtomicPtr<sys::CUctx_st>>,
+    /// Serializes retaining, so that a context is retained once.
+    opening: Mutex<()>,
     devices: Vec<sys::CUdevice>,
     /// Physical handle behind each mapped page.
     handles: Mutex<HashMap<DevPtr, sys::CUmemGenericAllocationHandle>>,
@@ -89,8 +95,8 @@ fn load_error(what: String) -> String {
 }
 
 impl RealDriver {
-    /// Opens libcuda.so.1, initialises the driver and retains each device's primary
-    /// context. The message says why when it cannot.
+    /// Opens libcuda.so.1 and initialises the driver; retains no context (see
+    /// [`Driver::open_device`]). The message says why when it cannot.
     pub fn load() -> Result<RealDriver, String> {
         // SAFETY: is_culib_present only tries to open the library, without panicking.
         if !unsafe { sys::is_culib_present() } {
@@ -116,21 +122,49 @@ impl RealDriver {
                 let mut d = 0;
                 check("cuDeviceGet", sys::cuDeviceGet(&mut d, i))
                     .map_err(|e| load_error(e.to_string()))?;
-                let mut c = std::ptr::null_mut();
-                check(
-                    "cuDevicePrimaryCtxRetain",
-                    sys::cuDevicePrimaryCtxRetain(&mut c, d),
-                )
-                .map_err(|e| load_error(e.to_string()))?;
                 devices.push(d);
-                contexts.push(c);
+                contexts.push(AtomicPtr::new(std::ptr::null_mut()));
             }
             Ok(RealDriver {
                 contexts,
+                opening: Mutex::new(()),
                 devices,
                 handles: Mutex::new(HashMap::new()),
             })
         }
+    }
+
+    /// Whether device `dev`'s primary context has been retained.
+    pub fn opened(&self, dev: i32) -> bool {
+        usize::try_from(dev)
+            .ok()
+            .and_then(|i| self.contexts.get(i))
+            .is_some_and(|c| !c.load(Ordering::Acquire).is_null())
+    }
+
+    /// Device `dev`'s primary context, retained on first use.
+    fn context(&self, dev: i32, call: &'static str) -> DResult<sys::CUcontext> {
+        let slot = usize::try_from(dev)
+            .ok()
+            .and_then(|i| self.contexts.get(i))
+            .ok_or_else(|| error(call, sys::CUresult::CUDA_ERROR_INVALID_DEVICE))?;
+        let c = slot.load(Ordering::Acquire);
+        if !c.is_null() {
+            return Ok(c);
+        }
+        let _once = self.opening.lock();
+        let c = slot.load(Ordering::Acquire);
+        if !c.is_null() {
+            return Ok(c);
+        }
+        let mut c = std::ptr::null_mut();
+        // SAFETY: the symbol resolves (checked in `load`); c is a valid out-pointer and
+        // the device came from cuDeviceGet.
+        check("cuDevicePrimaryCtxRetain", unsafe {
+            sys::cuDevicePrimaryCtxRetain(&mut c, self.devices[dev as usize])
+        })?;
+        slot.store(c, Ordering::Release);
+        Ok(c)
     }
 
     /// Runs `f` with device `dev`'s primary context current.
@@ -140,10 +174,7 @@ impl RealDriver {
         call: &'static str,
         f: impl FnOnce() -> DResult<T>,
     ) -> DResult<T> {
-        let ctx = usize::try_from(dev)
-            .ok()
-            .and_then(|i| self.contexts.get(i).copied())
-            .ok_or_else(|| error(call, sys::CUresult::CUDA_ERROR_INVALID_DEVICE))?;
+        let ctx = self.context(dev, call)?;
         // SAFETY: ctx is a retained primary context.
         check("cuCtxPushCurrent", unsafe { sys::cuCtxPushCurrent_v2(ctx) })?;
         let r = f();
@@ -177,6 +208,10 @@ impl Driver for RealDriver {
 
     fn device_count(&self) -> DResult<i32> {
         Ok(self.contexts.len() as i32)
+    }
+
+    fn open_device(&self, dev: i32) -> DResult<()> {
+        self.context(dev, "cuDevicePrimaryCtxRetain").map(|_| ())
     }
 
     fn mem_info(&self, dev: i32) -> DResult<(u64, u64)> {
@@ -304,26 +339,31 @@ impl Driver for RealDriver {
         })
     }
 
-    fn record_event(&self, dev: i32, stream: StreamId) -> DResult<EventId> {
-        self.with_ctx(dev, "cuEventRecord", || {
+    fn create_event(&self, dev: i32) -> DResult<EventId> {
+        self.with_ctx(dev, "cuEventCreate", || {
             let mut e = std::ptr::null_mut();
             // SAFETY: valid out-pointer; flags 2 = CU_EVENT_DISABLE_TIMING.
             check("cuEventCreate", unsafe { sys::cuEventCreate(&mut e, 2) })?;
-            // SAFETY: e was just created; stream is a handle PyTorch gave us.
-            if let Err(err) = check("cuEventRecord", unsafe {
-                sys::cuEventRecord(e, stream as usize as sys::CUstream)
-            }) {
-                // SAFETY: e is ours.
-                unsafe { sys::cuEventDestroy_v2(e) };
-                return Err(err);
-            }
             Ok(e as usize as EventId)
+        })
+    }
+
+    fn record_event(&self, dev: i32, event: EventId, stream: StreamId) -> DResult<()> {
+        self.with_ctx(dev, "cuEventRecord", || {
+            // SAFETY: event came from create_event and is not destroyed; stream is a
+            // handle PyTorch gave us.
+            check("cuEventRecord", unsafe {
+                sys::cuEventRecord(
+                    event as usize as sys::CUevent,
+                    stream as usize as sys::CUstream,
+                )
+            })
         })
     }
 
     fn query_event(&self, dev: i32, event: EventId) -> DResult<bool> {
         self.with_ctx(dev, "cuEventQuery", || {
-            // SAFETY: event came from record_event and is not destroyed.
+            // SAFETY: event came from create_event and is not destroyed.
             match unsafe { sys::cuEventQuery(event as usize as sys::CUevent) } {
                 sys::CUresult::CUDA_SUCCESS => Ok(true),
                 sys::CUresult::CUDA_ERROR_NOT_READY => Ok(false),

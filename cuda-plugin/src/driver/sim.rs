@@ -5,15 +5,19 @@
 //!   kernel drops the memory. cuMemAlloc is a read-write mapping of its own.
 //! - Each device has a capacity (`device_capacity_mb`); mapped and allocated bytes count
 //!   against it, and going over it fails with CUDA_ERROR_OUT_OF_MEMORY.
-//! - Events complete only on demand: [`SimDriver::complete_events`], a synchronize, or an
-//!   event synchronize. So tests decide when the device has "finished".
+//! - Streams run work that completes later ([`super::sim_streams`]): tests launch work
+//!   ([`SimDriver::launch`]) and finish it ([`SimDriver::advance`], a synchronize, an event
+//!   synchronize), so they decide when the device has "finished" and which events are not
+//!   ready yet.
 //! - [`SimDriver::inject`] makes any call fail with a chosen code after a number of
 //!   successes, to test every failure path.
 //!
 //! It also checks its callers: mapping a mapped page, unmapping an unmapped one, releasing
-//! a reservation with pages still mapped, and freeing an unknown pointer all fail with
-//! CUDA_ERROR_INVALID_VALUE, and are counted in [`SimDriver::misuse`].
+//! a reservation with pages still mapped, freeing an unknown pointer, and using an unknown
+//! event all fail with CUDA_ERROR_INVALID_VALUE; a call on a device never opened fails with
+//! CUDA_ERROR_INVALID_CONTEXT. All are counted in [`SimDriver::misuse`].
 
+use super::sim_streams::Streams;
 use super::{DResult, DevPtr, Driver, DriverError, EventId, StreamId, CUDA_ERROR_OUT_OF_MEMORY};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +28,8 @@ pub const SIM_GRANULARITY: usize = 2 << 20;
 pub const CUDA_ERROR_INVALID_VALUE: i32 = 1;
 /// CUDA_ERROR_INVALID_DEVICE.
 pub const CUDA_ERROR_INVALID_DEVICE: i32 = 101;
+/// CUDA_ERROR_INVALID_CONTEXT.
+pub const CUDA_ERROR_INVALID_CONTEXT: i32 = 201;
 /// CUDA_ERROR_LAUNCH_FAILED, a stand-in for "the device broke".
 pub const CUDA_ERROR_LAUNCH_FAILED: i32 = 719;
 
@@ -37,6 +43,7 @@ pub enum SimCall {
     Unmap,
     Malloc,
     Free,
+    CreateEvent,
     RecordEvent,
     QueryEvent,
     SyncEvent,
@@ -52,6 +59,8 @@ struct Fault {
 
 #[derive(Default)]
 struct SimDevice {
+    /// Opened (its context retained, on the real driver).
+    opened: bool,
     capacity: u64,
     used: u64,
     reservations: BTreeMap<DevPtr, usize>,
@@ -59,17 +68,10 @@ struct SimDevice {
     mallocs: HashMap<DevPtr, usize>,
 }
 
-struct SimEvent {
-    dev: i32,
-    stream: StreamId,
-    done: bool,
-}
-
 #[derive(Default)]
 struct State {
     devices: Vec<SimDevice>,
-    events: HashMap<EventId, SimEvent>,
-    next_event: EventId,
+    streams: Streams,
     faults: HashMap<SimCall, Fault>,
     calls: HashMap<SimCall, u64>,
     misuse: u64,
@@ -85,6 +87,7 @@ fn code_name(code: i32) -> &'static str {
         CUDA_ERROR_INVALID_VALUE => "CUDA_ERROR_INVALID_VALUE",
         CUDA_ERROR_OUT_OF_MEMORY => "CUDA_ERROR_OUT_OF_MEMORY",
         CUDA_ERROR_INVALID_DEVICE => "CUDA_ERROR_INVALID_DEVICE",
+        CUDA_ERROR_INVALID_CONTEXT => "CUDA_ERROR_INVALID_CONTEXT",
         CUDA_ERROR_LAUNCH_FAILED => "CUDA_ERROR_LAUNCH_FAILED",
         _ => "CUDA_ERROR_UNKNOWN",
     }
@@ -101,10 +104,7 @@ fn err(call: &'static str, code: i32) -> DriverError {
 impl SimDriver {
     /// `devices` devices of `capacity` bytes each.
     pub fn new(devices: usize, capacity: u64) -> SimDriver {
-        let mut st = State {
-            next_event: 1,
-            ..State::default()
-        };
+        let mut st = State::default();
         for _ in 0..devices {
             st.devices.push(SimDevice {
                 capacity,
@@ -130,25 +130,58 @@ impl SimDriver {
         self.state.lock().faults.clear();
     }
 
-    /// Completes every event recorded so far (the device caught up).
+    /// Finishes all work launched so far on every stream (the device caught up).
     pub fn complete_events(&self) {
-        for e in self.state.lock().events.values_mut() {
-            e.done = true;
-        }
+        self.state.lock().streams.finish(None);
     }
 
-    /// Completes the events recorded on one stream.
+    /// Finishes all work launched so far on `stream` (of every device).
     pub fn complete_stream(&self, stream: StreamId) {
-        for e in self.state.lock().events.values_mut() {
-            if e.stream == stream {
-                e.done = true;
-            }
-        }
+        self.state.lock().streams.finish(Some(stream));
     }
 
-    /// Events recorded and not yet destroyed.
+    /// Launches one piece of work on `stream` of `dev` that reads or writes
+    /// `[ptr, ptr + len)` (nothing when len is 0) until it is finished.
+    pub fn launch(&self, dev: i32, stream: StreamId, ptr: DevPtr, len: u64) {
+        self.state.lock().streams.launch(dev, stream, ptr, len);
+    }
+
+    /// Finishes the oldest `n` unfinished pieces of work on `stream` of `dev`.
+    pub fn advance(&self, dev: i32, stream: StreamId, n: u64) {
+        self.state.lock().streams.advance(dev, stream, n);
+    }
+
+    /// Whether `stream` of `dev` has unfinished work (`torch.cuda.Stream.query()` false).
+    pub fn busy(&self, dev: i32, stream: StreamId) -> bool {
+        self.state.lock().streams.busy(dev, stream)
+    }
+
+    /// Whether unfinished work on another stream than `stream` still uses any byte of
+    /// `[ptr, ptr + len)`: memory handed to `stream` there would be corrupted.
+    pub fn in_use_elsewhere(&self, dev: i32, ptr: DevPtr, len: u64, stream: StreamId) -> bool {
+        self.state
+            .lock()
+            .streams
+            .in_use_elsewhere(dev, ptr, len, stream)
+    }
+
+    /// Events created and not yet destroyed.
     pub fn live_events(&self) -> usize {
-        self.state.lock().events.len()
+        self.state.lock().streams.live_events()
+    }
+
+    /// Events created so far.
+    pub fn events_created(&self) -> u64 {
+        self.state.lock().streams.created
+    }
+
+    /// Whether `dev` was opened (on the real driver: its primary context retained).
+    pub fn opened(&self, dev: i32) -> bool {
+        let st = self.state.lock();
+        usize::try_from(dev)
+            .ok()
+            .and_then(|i| st.devices.get(i))
+            .is_some_and(|d| d.opened)
     }
 
     /// Bytes of device memory in use (mapped pages and cuMemAlloc blocks).
@@ -185,10 +218,17 @@ impl SimDriver {
         Ok(())
     }
 
+    /// Device `dev`, which must have been opened.
     fn device<'a>(st: &'a mut State, dev: i32, name: &'static str) -> DResult<&'a mut SimDevice> {
-        st.devices
-            .get_mut(usize::try_from(dev).map_err(|_| err(name, CUDA_ERROR_INVALID_DEVICE))?)
-            .ok_or_else(|| err(name, CUDA_ERROR_INVALID_DEVICE))
+        let i = usize::try_from(dev).map_err(|_| err(name, CUDA_ERROR_INVALID_DEVICE))?;
+        match st.devices.get(i) {
+            None => Err(err(name, CUDA_ERROR_INVALID_DEVICE)),
+            Some(d) if !d.opened => {
+                st.misuse += 1;
+                Err(err(name, CUDA_ERROR_INVALID_CONTEXT))
+            }
+            Some(_) => Ok(&mut st.devices[i]),
+        }
     }
 
     fn misuse_err(st: &mut State, name: &'static str) -> DriverError {
@@ -373,30 +413,41 @@ impl Driver for SimDriver {
         Ok(())
     }
 
-    fn record_event(&self, dev: i32, stream: StreamId) -> DResult<EventId> {
+    fn open_device(&self, dev: i32) -> DResult<()> {
+        let mut st = self.state.lock();
+        let d = usize::try_from(dev)
+            .ok()
+            .and_then(|i| st.devices.get_mut(i))
+            .ok_or_else(|| err("cuDevicePrimaryCtxRetain", CUDA_ERROR_INVALID_DEVICE))?;
+        d.opened = true;
+        Ok(())
+    }
+
+    fn create_event(&self, dev: i32) -> DResult<EventId> {
+        const NAME: &str = "cuEventCreate";
+        let mut st = self.state.lock();
+        Self::enter(&mut st, SimCall::CreateEvent, NAME)?;
+        Self::device(&mut st, dev, NAME)?;
+        Ok(st.streams.create(dev))
+    }
+
+    fn record_event(&self, dev: i32, event: EventId, stream: StreamId) -> DResult<()> {
         const NAME: &str = "cuEventRecord";
         let mut st = self.state.lock();
         Self::enter(&mut st, SimCall::RecordEvent, NAME)?;
         Self::device(&mut st, dev, NAME)?;
-        let id = st.next_event;
-        st.next_event += 1;
-        st.events.insert(
-            id,
-            SimEvent {
-                dev,
-                stream,
-                done: false,
-            },
-        );
-        Ok(id)
+        if !st.streams.record(dev, event, stream) {
+            return Err(Self::misuse_err(&mut st, NAME));
+        }
+        Ok(())
     }
 
     fn query_event(&self, _dev: i32, event: EventId) -> DResult<bool> {
         const NAME: &str = "cuEventQuery";
         let mut st = self.state.lock();
         Self::enter(&mut st, SimCall::QueryEvent, NAME)?;
-        match st.events.get(&event) {
-            Some(e) => Ok(e.done),
+        match st.streams.query(event) {
+            Some(done) => Ok(done),
             None => Err(Self::misuse_err(&mut st, NAME)),
         }
     }
@@ -405,18 +456,16 @@ impl Driver for SimDriver {
         const NAME: &str = "cuEventSynchronize";
         let mut st = self.state.lock();
         Self::enter(&mut st, SimCall::SyncEvent, NAME)?;
-        match st.events.get_mut(&event) {
-            Some(e) => {
-                e.done = true;
-                Ok(())
-            }
-            None => Err(Self::misuse_err(&mut st, NAME)),
+        if st.streams.wait(event) {
+            Ok(())
+        } else {
+            Err(Self::misuse_err(&mut st, NAME))
         }
     }
 
     fn destroy_event(&self, _dev: i32, event: EventId) {
         let mut st = self.state.lock();
-        if st.events.remove(&event).is_none() {
+        if !st.streams.destroy(event) {
             st.misuse += 1;
         }
     }
@@ -426,11 +475,7 @@ impl Driver for SimDriver {
         let mut st = self.state.lock();
         Self::enter(&mut st, SimCall::Synchronize, NAME)?;
         Self::device(&mut st, dev, NAME)?;
-        for e in st.events.values_mut() {
-            if e.dev == dev {
-                e.done = true;
-            }
-        }
+        st.streams.synchronize(dev);
         Ok(())
     }
 }

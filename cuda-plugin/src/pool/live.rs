@@ -1,6 +1,6 @@
 //! What the pool knows about each block it handed out, keyed by address.
 
-use crate::driver::{EventId, StreamId};
+use crate::driver::StreamId;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -17,13 +17,6 @@ pub struct Live {
     pub small: bool,
     /// Other streams that used it (record_stream); usually empty, so no allocation.
     pub uses: Vec<StreamId>,
-}
-
-/// A freed block waiting for events on the streams that used it.
-pub struct Pending {
-    pub ptr: u64,
-    pub live: Live,
-    pub events: Vec<EventId>,
 }
 
 /// Device addresses are 512-byte aligned and spread widely; a multiply mixes them well

@@ -30,7 +30,8 @@ use alloc_core::size_class::MAX_SMALL;
 use alloc_core::stats::layout::DeviceSection;
 use budget::Budget;
 use expandable::MapError;
-use live::{Live, LiveMap, Pending};
+use live::{Live, LiveMap};
+use pending::PendingFrees;
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -71,7 +72,7 @@ struct State {
     /// Boxed: a stream pool holds the small pool's chunk table (tens of KiB).
     streams: Vec<Box<StreamPool>>,
     live: LiveMap,
-    pending: Vec<Pending>,
+    pending: PendingFrees,
     stats: DeviceSection,
     /// Device calls made by the large pools (the small pools count their own).
     large_allocs: u64,
@@ -107,6 +108,7 @@ impl DevicePool {
                 "invalid device {dev}: {count} CUDA device(s) visible"
             ));
         }
+        driver.open_device(dev).map_err(|e| e.to_string())?;
         let (free, total) = driver.mem_info(dev).map_err(|e| e.to_string())?;
         let expandable = cfg.expandable_segments && driver.vmm_supported(dev);
         let granularity = if expandable {
@@ -138,7 +140,7 @@ impl DevicePool {
                 budget,
                 streams: Vec::new(),
                 live: LiveMap::default(),
-                pending: Vec::new(),
+                pending: PendingFrees::default(),
                 stats,
                 large_allocs: 0,
                 large_frees: 0,
@@ -518,6 +520,7 @@ impl DevicePool {
     pub fn check(&self) -> Result<(), String> {
         let st = self.state.lock();
         let mut blocks: Vec<(u64, u64)> = st.live.iter().map(|(&p, l)| (p, l.size)).collect();
+        st.pending.check()?;
         blocks.extend(st.pending.iter().map(|p| (p.ptr, p.live.size)));
         blocks.sort_unstable();
         for w in blocks.windows(2) {
@@ -586,11 +589,7 @@ impl DevicePool {
 impl Drop for DevicePool {
     fn drop(&mut self) {
         let st = self.state.get_mut();
-        for p in st.pending.drain(..) {
-            for e in p.events {
-                self.driver.destroy_event(self.dev, e);
-            }
-        }
+        st.pending.destroy(self.driver.as_ref(), self.dev);
         let budget = st.budget.clone();
         for pool in st.streams.iter_mut() {
             pool.destroy(self.driver.as_ref(), self.dev, &budget);
