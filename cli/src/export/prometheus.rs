@@ -138,6 +138,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Driver calls that freed device memory.",
     ),
     (
+        "poolside_event_record_failures_total",
+        "counter",
+        "Events for record_stream that could not be created or recorded.",
+    ),
+    (
+        "poolside_event_query_failures_total",
+        "counter",
+        "Event queries or waits for record_stream that failed.",
+    ),
+    (
+        "poolside_sync_fallbacks_total",
+        "counter",
+        "Device synchronizes run in place of failed record_stream events.",
+    ),
+    (
         "poolside_device_total_memory_bytes",
         "gauge",
         "Device memory in total.",
@@ -380,6 +395,21 @@ fn pool_series(f: &mut Families, pid: &str, p: &ProcessReport) {
             "poolside_device_frees_total",
             l.clone(),
             d.device_frees as f64,
+        );
+        f.add(
+            "poolside_event_record_failures_total",
+            l.clone(),
+            d.event_record_failures as f64,
+        );
+        f.add(
+            "poolside_event_query_failures_total",
+            l.clone(),
+            d.event_query_failures as f64,
+        );
+        f.add(
+            "poolside_sync_fallbacks_total",
+            l.clone(),
+            d.sync_fallbacks as f64,
         );
         f.add(
             "poolside_device_total_memory_bytes",

@@ -98,6 +98,9 @@ pub fn device(d: &DeviceSection) -> DeviceReport {
         ooms: d.ooms,
         device_allocs: d.device_allocs,
         device_frees: d.device_frees,
+        event_record_failures: d.event_record_failures,
+        event_query_failures: d.event_query_failures,
+        sync_fallbacks: d.sync_fallbacks,
         hit_rate: hit_rate(d.hits, d.misses),
         fragmentation: fragmentation(d.allocated_bytes.current, d.reserved_bytes.current),
         internal_waste_bytes: d

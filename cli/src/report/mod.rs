@@ -78,6 +78,11 @@ pub struct DeviceReport {
     pub ooms: u64,
     pub device_allocs: u64,
     pub device_frees: u64,
+    /// Stream safety (record_stream): events that could not be created or recorded,
+    /// event queries or waits that failed, device synchronizes run in their place.
+    pub event_record_failures: u64,
+    pub event_query_failures: u64,
+    pub sync_fallbacks: u64,
     pub hit_rate: Option<f64>,
     pub fragmentation: Option<f64>,
     /// allocated - requested, over live blocks (exact).

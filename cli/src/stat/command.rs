@@ -60,6 +60,7 @@ pub fn run(o: &StatOptions) -> i32 {
         }
     } else {
         print!("{}", table::processes(&reports));
+        print!("{}", table::stream_notes(&reports));
         if o.size_classes {
             print!("{}", table::classes(&reports));
         }

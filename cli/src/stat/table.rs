@@ -56,6 +56,28 @@ pub fn processes(ps: &[ProcessReport]) -> String {
     table(&HEADER, &rows, &[1, 7])
 }
 
+/// One line per device whose record_stream events failed: a synchronize fallback stalls
+/// the whole device, so it is shown even though the pool stays correct. Empty when none.
+pub fn stream_notes(ps: &[ProcessReport]) -> String {
+    let mut out = String::new();
+    for p in ps {
+        for d in &p.devices {
+            if d.event_record_failures + d.event_query_failures + d.sync_fallbacks > 0 {
+                out.push_str(&format!(
+                    "{} {}: record_stream events failed ({} records, {} queries); \
+                     {} device synchronizes ran instead\n",
+                    p.pid,
+                    d.name,
+                    d.event_record_failures,
+                    d.event_query_failures,
+                    d.sync_fallbacks
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The per-class breakdown of each process.
 pub fn classes(ps: &[ProcessReport]) -> String {
     let mut out = String::new();
