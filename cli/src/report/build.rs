@@ -51,16 +51,21 @@ pub fn host(h: &HostSection, num_classes: u32) -> HostReport {
         heaps_abandoned: h.heaps_abandoned,
         ..HostReport::default()
     };
+    // Saturating: the counters come from a file any process of this user can write, and
+    // absurd values must show as such rather than panic or wrap to small ones.
     for c in &h.classes[..n + 2] {
-        r.live_bytes = r.live_bytes.wrapping_add(c.live_bytes);
-        r.allocations += c.allocs;
-        r.frees += c.frees;
-        r.hits += c.hits;
-        r.misses += c.misses;
-        r.requested_bytes_total += c.requested_bytes;
-        r.allocated_bytes_total += c.allocated_bytes;
-        r.internal_waste_bytes +=
-            estimated_internal_waste(c.live_bytes, c.requested_bytes, c.allocated_bytes);
+        r.live_bytes = r.live_bytes.saturating_add(c.live_bytes);
+        r.allocations = r.allocations.saturating_add(c.allocs);
+        r.frees = r.frees.saturating_add(c.frees);
+        r.hits = r.hits.saturating_add(c.hits);
+        r.misses = r.misses.saturating_add(c.misses);
+        r.requested_bytes_total = r.requested_bytes_total.saturating_add(c.requested_bytes);
+        r.allocated_bytes_total = r.allocated_bytes_total.saturating_add(c.allocated_bytes);
+        r.internal_waste_bytes = r.internal_waste_bytes.saturating_add(estimated_internal_waste(
+            c.live_bytes,
+            c.requested_bytes,
+            c.allocated_bytes,
+        ));
     }
     r.hit_rate = hit_rate(r.hits, r.misses);
     r.fragmentation = fragmentation(r.live_bytes, r.reserved_bytes);

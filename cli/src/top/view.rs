@@ -74,19 +74,16 @@ impl SortKey {
 }
 
 fn total_live(p: &ProcessReport) -> u64 {
-    p.host.live_bytes
-        + p.devices
-            .iter()
-            .map(|d| d.allocated_bytes.current)
-            .sum::<u64>()
+    // Saturating: figures from a stats file may be absurd (see report::build).
+    p.devices
+        .iter()
+        .fold(p.host.live_bytes, |t, d| t.saturating_add(d.allocated_bytes.current))
 }
 
 fn total_reserved(p: &ProcessReport) -> u64 {
-    p.host.reserved_bytes
-        + p.devices
-            .iter()
-            .map(|d| d.reserved_bytes.current)
-            .sum::<u64>()
+    p.devices
+        .iter()
+        .fold(p.host.reserved_bytes, |t, d| t.saturating_add(d.reserved_bytes.current))
 }
 
 fn cmp_f(a: Option<f64>, b: Option<f64>) -> Ordering {
