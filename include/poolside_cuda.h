@@ -92,7 +92,13 @@ typedef struct DeviceSection {
   uint64_t event_record_failures;
   uint64_t event_query_failures;
   uint64_t sync_fallbacks;
-  uint64_t _reserved[5];
+  /**
+   * Bytes of device memory held by CUDA graphs' private pools (PyTorch's graph
+   * capture pools): reserved for the graphs until they are released, part of
+   * `reserved_bytes`, and never handed to ordinary allocations.
+   */
+  struct Gauge private_pool_bytes;
+  uint64_t _reserved[3];
 } DeviceSection;
 
 #ifdef __cplusplus
@@ -198,6 +204,27 @@ extern "C" {
  * - anything else (an invalid device, a driver error): a std::runtime_error whose message
  *   starts with "poolside: ", e.g. "poolside: invalid device 9: ...". */
 void *poolside_cuda_malloc(size_t size, int device, void *stream);
+/* 1 when this process's PyTorch (libtorch_cuda.so, already loaded) declares the hook
+ * setter `setter` ("set_begin_allocate_to_pool", "set_end_allocate_to_pool_fn",
+ * "set_release_pool") with the C++ parameter types of the graph entries below; else 0.
+ * poolside.torch.enable() sets a graph hook only when this says 1. */
+int poolside_cuda_graph_hook_abi_ok(const char *setter);
 #ifdef __cplusplus
 }
+/* PyTorch's CUDA graph hooks (CUDAPluggableAllocator, PyTorch >= 2.3): C++ parameter
+ * types, unmangled names, defined in C++ (cuda-plugin/cpp/graph.cpp); C cannot call them.
+ * Between begin and end, allocations on streams `filter` accepts come from the private
+ * pool `id`; release_pool drops one use of the pool, whose memory is freed once it has no
+ * use and no block. A misuse PyTorch also refuses (a second begin into the same pool, an
+ * end or release of an unknown pool) throws std::runtime_error. */
+#include <functional>
+#include <utility>
+struct CUstream_st;
+extern "C" void poolside_cuda_begin_allocate_to_pool(
+    int device, std::pair<unsigned long long, unsigned long long> id,
+    std::function<bool(CUstream_st *)> filter);
+extern "C" void poolside_cuda_end_allocate_to_pool(
+    int device, std::pair<unsigned long long, unsigned long long> id);
+extern "C" void poolside_cuda_release_pool(
+    int device, std::pair<unsigned long long, unsigned long long> id);
 #endif

@@ -132,7 +132,11 @@ typedef struct poolside_DeviceSection {
   uint64_t event_record_failures;
   uint64_t event_query_failures;
   uint64_t sync_fallbacks;
-  uint64_t _reserved[5];
+  // Bytes of device memory held by CUDA graphs' private pools (PyTorch's graph
+  // capture pools): reserved for the graphs until they are released, part of
+  // `reserved_bytes`, and never handed to ordinary allocations.
+  struct poolside_Gauge private_pool_bytes;
+  uint64_t _reserved[3];
 } poolside_DeviceSection;
 
 // The whole file.

@@ -83,3 +83,13 @@ fn out_of_memory_reaches_cpp_as_an_exception() {
     assert!(text.contains("invalid device 9"), "{text}");
     std::fs::remove_file(prog).ok();
 }
+
+#[test]
+fn cuda_graph_hooks_take_a_real_std_function_and_throw_towards_the_caller() {
+    let Some(prog) = compile("c++", "graph_hooks.cpp", &["-std=c++17"]) else {
+        return;
+    };
+    let text = run(&prog);
+    assert!(text.contains("graph_hooks: ok"), "{text}");
+    std::fs::remove_file(prog).ok();
+}

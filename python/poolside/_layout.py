@@ -45,9 +45,10 @@ class DeviceSection(ctypes.Structure):
         ("event_record_failures", u64),
         ("event_query_failures", u64),
         ("sync_fallbacks", u64),
-        ("_reserved", u64 * 5),
+        ("private_pool_bytes", Gauge),
+        ("_reserved", u64 * 3),
     ]
 
 
-# 6 scalars (8+4+4+8+8+8 = 40) + 6 gauges (96) + 12 counters (96) + 5 reserved (40).
+# 6 scalars (8+4+4+8+8+8 = 40) + 7 gauges (112) + 12 counters (96) + 3 reserved (24).
 DEVICE_SECTION_SIZE = 272

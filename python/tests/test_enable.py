@@ -11,7 +11,11 @@ SYMBOLS = {
     "set_memory_fraction_fn": "poolside_cuda_set_memory_fraction",
     "set_base_alloc_fn": "poolside_cuda_base_alloc",
     "set_record_stream_fn": "poolside_cuda_record_stream",
+    "set_begin_allocate_to_pool": "poolside_cuda_begin_allocate_to_pool",
+    "set_end_allocate_to_pool_fn": "poolside_cuda_end_allocate_to_pool",
+    "set_release_pool": "poolside_cuda_release_pool",
 }
+GRAPH = {"set_begin_allocate_to_pool", "set_end_allocate_to_pool_fn", "set_release_pool"}
 REPORT = """
     import ctypes, json, os
     import torch.cuda.memory as m
@@ -78,6 +82,35 @@ def test_older_torch_missing_setters_warns_and_still_installs(fake_lib):
     assert proc.stdout.strip() == str(sorted(set(SYMBOLS) - {"set_record_stream_fn", "set_base_alloc_fn"}))
     assert "set_record_stream_fn (this torch lacks it)" in proc.stderr
     assert "set_base_alloc_fn (this torch lacks it)" in proc.stderr
+    assert "set_init_fn" not in proc.stderr
+
+
+def test_graph_hooks_are_set_all_or_none_and_their_absence_is_named(fake_lib):
+    # A torch without set_release_pool (hypothetical, but each setter is checked):
+    # begin and end alone would route captures into a pool that is never freed, so
+    # none of the three is set, and the warning names them and what it means.
+    proc = run_py("""
+        import warnings, torch, poolside.torch
+        warnings.simplefilter("always")
+        poolside.torch.enable()
+        print(sorted(torch.cuda.memory.current.allocator().hooks))
+    """, PATH, POOLSIDE_CUDA_LIB=fake_lib, FAKE_TORCH_MISSING_HOOKS="set_release_pool")
+    assert proc.stdout.strip() == str(sorted(set(SYMBOLS) - GRAPH))
+    assert "set_release_pool (this torch lacks it)" in proc.stderr
+    assert "set_begin_allocate_to_pool, set_end_allocate_to_pool_fn (the other graph hooks cannot be set)" in proc.stderr
+    assert "do not capture graphs in this process" in proc.stderr
+
+
+def test_graph_hooks_are_left_unset_when_torch_abi_differs(fake_lib):
+    proc = run_py("""
+        import warnings, torch, poolside.torch
+        warnings.simplefilter("always")
+        poolside.torch.enable()
+        print(sorted(torch.cuda.memory.current.allocator().hooks))
+    """, PATH, POOLSIDE_CUDA_LIB=fake_lib, FAKE_POOLSIDE_GRAPH_ABI="0")
+    assert proc.stdout.strip() == str(sorted(set(SYMBOLS) - GRAPH))
+    for setter in GRAPH:
+        assert f"{setter} (this torch's C++ signature for it is not the one" in proc.stderr
     assert "set_init_fn" not in proc.stderr
 
 

@@ -6,7 +6,10 @@ against the real thing:
 - with a two-function CUDA runtime shim (fakes/cudart_shim.c) and the simulated driver,
   allocations made through real torch's CUDAPluggableAllocator reach poolside, an
   out-of-memory comes out of PyTorch as torch.cuda.OutOfMemoryError carrying the sizes,
-  and empty_cache and the memory fraction reach poolside's hooks.
+  and empty_cache and the memory fraction reach poolside's hooks;
+- real torch's graph-pool calls (the ones cudagraph trees make) reach poolside's C++
+  graph entries with PyTorch's own std::function filter, and their errors come back as
+  RuntimeError.
 
 Skipped, saying why, when torch is not installed or is a CPU-only build. On a GPU these
 run the same way; tests/test_gpu_torch.py covers what only a GPU can show.
@@ -38,7 +41,7 @@ def test_enable_sets_every_hook_on_real_torch(real_torch, real_lib):
         }))
     """, [PYTHON_DIR], POOLSIDE_CUDA_LIB=real_lib)
     assert got["type"] == "_CUDAPluggableAllocator"
-    assert len(got["setters"]) == 5
+    assert len(got["setters"]) == 8
     assert got["again"] and got["patched"] == [True, True, True]
     assert got["cuda_initialized"] is False and got["allocated"] == 0
 
@@ -101,3 +104,45 @@ def test_real_torch_allocates_through_poolside(real_torch, real_lib, cudart_shim
     assert got["emptied"] == 0
     assert "Tried to allocate 8.00 GiB" in got["fraction_oom"] and "memory fraction" in got["fraction_oom"]
     assert got["under_fraction"]
+
+
+def test_real_torch_routes_a_private_pool_through_poolside(real_torch, real_lib, cudart_shim):
+    got = run_json("""
+        import json, threading, torch
+        import poolside.torch as pt
+        pt.enable()
+        torch.cuda.is_initialized = lambda: True
+        raw_alloc = torch._C._cuda_cudaCachingAllocator_raw_alloc
+        raw_delete = torch._C._cuda_cudaCachingAllocator_raw_delete
+        private = lambda: pt.pool_stats(0)["private_pool_bytes"]["current"]
+        out = {}
+        pool = (0, 77)
+        # What cudagraph trees' warm-up does: PyTorch builds a "this thread" std::function
+        # and passes it to the begin hook.
+        torch._C._cuda_beginAllocateCurrentThreadToPool(0, pool)
+        p = raw_alloc(8 << 20, 0)
+        out["during"] = private()
+        others = []
+        t = threading.Thread(target=lambda: others.append(raw_alloc(8 << 20, 0)))
+        t.start(); t.join()
+        out["other_thread"] = private()
+        torch._C._cuda_endAllocateToPool(0, pool)
+        q = raw_alloc(8 << 20, 0)
+        out["after_end"] = private()
+        torch._C._cuda_releasePool(0, pool)
+        out["released_block_live"] = private()
+        raw_delete(p)
+        out["released_and_freed"] = private()
+        for x in [q] + others:
+            raw_delete(x)
+        try:
+            torch._C._cuda_endAllocateToPool(0, pool)
+        except RuntimeError as e:
+            out["error"] = str(e)
+        print(json.dumps(out))
+    """, [PYTHON_DIR], POOLSIDE_CUDA_LIB=real_lib, POOLSIDE_CUDA_DRIVER="sim", LD_PRELOAD=cudart_shim)
+    assert got["during"] == 8 * MIB
+    assert got["other_thread"] == 8 * MIB and got["after_end"] == 8 * MIB
+    assert got["released_block_live"] == 8 * MIB
+    assert got["released_and_freed"] == 0
+    assert got["error"] == "poolside: endAllocateToPool: not allocating to pool (0, 77)"

@@ -136,7 +136,11 @@ pub struct DeviceSection {
     pub event_record_failures: u64,
     pub event_query_failures: u64,
     pub sync_fallbacks: u64,
-    pub _reserved: [u64; 5],
+    /// Bytes of device memory held by CUDA graphs' private pools (PyTorch's graph
+    /// capture pools): reserved for the graphs until they are released, part of
+    /// `reserved_bytes`, and never handed to ordinary allocations.
+    pub private_pool_bytes: Gauge,
+    pub _reserved: [u64; 3],
 }
 
 /// The whole file.

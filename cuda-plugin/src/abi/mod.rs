@@ -8,7 +8,12 @@
 //! when the process has a PyTorch it recognises (Python then sees
 //! `torch.cuda.OutOfMemoryError`), otherwise `std::runtime_error`. No exported function
 //! panics or unwinds.
+//!
+//! The CUDA graph hooks (`poolside_cuda_begin_allocate_to_pool`, `..._end_allocate_to_pool`,
+//! `..._release_pool`) are C++ too (cpp/graph.cpp), since PyTorch passes them a `std::pair`
+//! and a `std::function`; they call [`graph`] with C types and throw towards PyTorch.
 
 pub mod exports;
 pub mod global;
+pub mod graph;
 pub mod replay;

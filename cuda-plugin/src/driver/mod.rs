@@ -95,4 +95,13 @@ pub trait Driver: Send + Sync {
     fn destroy_event(&self, dev: i32, event: EventId);
     /// Waits for all work on the device.
     fn synchronize(&self, dev: i32) -> DResult<()>;
+    /// Sets the calling thread's stream-capture mode to relaxed
+    /// (cuThreadExchangeStreamCaptureMode) and returns the mode it had, so that the pool
+    /// may map memory while a graph capture is underway (PyTorch does the same around
+    /// cudaMalloc). None when there is no such mode to change.
+    fn relax_capture_mode(&self) -> Option<u32> {
+        None
+    }
+    /// Puts back the mode `relax_capture_mode` returned.
+    fn restore_capture_mode(&self, _mode: u32) {}
 }

@@ -45,6 +45,7 @@ const SYMBOLS: &[&str] = &[
     "cuEventDestroy_v2",
     "cuCtxSynchronize",
     "cuGetErrorName",
+    "cuThreadExchangeStreamCaptureMode",
 ];
 
 /// The real driver.
@@ -395,5 +396,23 @@ impl Driver for RealDriver {
             // SAFETY: a context is current.
             check("cuCtxSynchronize", unsafe { sys::cuCtxSynchronize() })
         })
+    }
+
+    fn relax_capture_mode(&self) -> Option<u32> {
+        let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+        // SAFETY: the symbol was checked in `load`; mode is a valid in/out pointer. The
+        // mode is per thread and needs no context.
+        let r = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) };
+        (r == sys::CUresult::CUDA_SUCCESS).then_some(mode as u32)
+    }
+
+    fn restore_capture_mode(&self, prev: u32) {
+        let mut mode = match prev {
+            0 => sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_GLOBAL,
+            1 => sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            _ => sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED,
+        };
+        // SAFETY: as in relax_capture_mode.
+        unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) };
     }
 }

@@ -32,6 +32,8 @@ pub const CUDA_ERROR_INVALID_DEVICE: i32 = 101;
 pub const CUDA_ERROR_INVALID_CONTEXT: i32 = 201;
 /// CUDA_ERROR_LAUNCH_FAILED, a stand-in for "the device broke".
 pub const CUDA_ERROR_LAUNCH_FAILED: i32 = 719;
+/// CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: a call a stream capture forbids.
+pub const CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: i32 = 900;
 
 /// The calls a failure can be injected into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,6 +77,12 @@ struct State {
     faults: HashMap<SimCall, Fault>,
     calls: HashMap<SimCall, u64>,
     misuse: u64,
+    /// A stream capture in global mode is underway (set by tests, see `set_capturing`).
+    capturing: bool,
+    /// Threads' capture mode exchanged to relaxed and not yet restored.
+    relaxed: u32,
+    /// Calls that a capture forbade (see `set_capturing`).
+    capture_violations: u64,
 }
 
 /// The simulated driver.
@@ -89,6 +97,7 @@ fn code_name(code: i32) -> &'static str {
         CUDA_ERROR_INVALID_DEVICE => "CUDA_ERROR_INVALID_DEVICE",
         CUDA_ERROR_INVALID_CONTEXT => "CUDA_ERROR_INVALID_CONTEXT",
         CUDA_ERROR_LAUNCH_FAILED => "CUDA_ERROR_LAUNCH_FAILED",
+        CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED => "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
         _ => "CUDA_ERROR_UNKNOWN",
     }
 }
@@ -204,9 +213,35 @@ impl SimDriver {
         self.state.lock().misuse
     }
 
+    /// Models a CUDA graph capture in global mode, from now until `set_capturing(false)`:
+    /// as on a real device, a synchronize, an event record, query or wait fails with
+    /// CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, and so does a call that obtains or frees
+    /// device memory unless the calling thread's capture mode is relaxed. Each such call
+    /// is counted in [`SimDriver::capture_violations`].
+    pub fn set_capturing(&self, on: bool) {
+        self.state.lock().capturing = on;
+    }
+
+    /// Calls a capture forbade: a correct pool makes none.
+    pub fn capture_violations(&self) -> u64 {
+        self.state.lock().capture_violations
+    }
+
     /// Counts the call and applies an injected failure, if one is due.
     fn enter(st: &mut State, call: SimCall, name: &'static str) -> DResult<()> {
         *st.calls.entry(call).or_insert(0) += 1;
+        if st.capturing {
+            use SimCall::*;
+            let forbidden = match call {
+                Synchronize | RecordEvent | QueryEvent | SyncEvent => true,
+                Reserve | Release | Map | Unmap | Malloc | Free => st.relaxed == 0,
+                _ => false,
+            };
+            if forbidden {
+                st.capture_violations += 1;
+                return Err(err(name, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED));
+            }
+        }
         if let Some(f) = st.faults.get_mut(&call) {
             if f.skip > 0 {
                 f.skip -= 1;
@@ -477,6 +512,16 @@ impl Driver for SimDriver {
         Self::device(&mut st, dev, NAME)?;
         st.streams.synchronize(dev);
         Ok(())
+    }
+
+    fn relax_capture_mode(&self) -> Option<u32> {
+        self.state.lock().relaxed += 1;
+        Some(0)
+    }
+
+    fn restore_capture_mode(&self, _mode: u32) {
+        let mut st = self.state.lock();
+        st.relaxed = st.relaxed.saturating_sub(1);
     }
 }
 

@@ -18,6 +18,7 @@ pub mod arena;
 pub mod budget;
 pub mod device_source;
 pub mod expandable;
+pub mod graph_pool;
 pub mod live;
 pub mod oom;
 pub mod pending;
@@ -30,6 +31,7 @@ use alloc_core::size_class::MAX_SMALL;
 use alloc_core::stats::layout::DeviceSection;
 use budget::Budget;
 use expandable::MapError;
+use graph_pool::{GraphPools, Owner};
 use live::{Live, LiveMap};
 use pending::PendingFrees;
 use parking_lot::Mutex;
@@ -79,6 +81,8 @@ struct State {
     large_frees: u64,
     /// Frees of addresses the pool never handed out.
     invalid_frees: u64,
+    /// CUDA graphs: captures underway and private pools.
+    graph: GraphPools,
 }
 
 /// The pool of one device.
@@ -145,6 +149,7 @@ impl DevicePool {
                 large_allocs: 0,
                 large_frees: 0,
                 invalid_frees: 0,
+                graph: GraphPools::default(),
             }),
         })
     }
@@ -160,15 +165,22 @@ impl DevicePool {
             return Ok(0);
         }
         let mut st = self.state.lock();
-        if !st.pending.is_empty() {
+        // While a capture is underway, nothing that capture forbids (graph_pool.rs).
+        let capturing = st.graph.capturing();
+        let _relaxed = capturing.then(|| graph_pool::RelaxedCapture::new(self.driver.as_ref()));
+        if !st.pending.is_empty() && !capturing {
             self.process_pending(&mut st, false);
         }
-        if self.cfg.gc_threshold > 0.0 && st.budget.limit() > 0 {
+        if self.cfg.gc_threshold > 0.0 && st.budget.limit() > 0 && !capturing {
             self.collect_garbage(&mut st);
         }
-        let idx = match self.stream_index(&mut st, stream) {
-            Ok(i) => i,
-            Err(e) => return Err(AllocError::Driver(format!("poolside: {e}"))),
+        let idx = if capturing {
+            self.capture_index(&mut st, stream)?
+        } else {
+            match self.stream_index(&mut st, stream) {
+                Ok(i) => i,
+                Err(e) => return Err(AllocError::Driver(format!("poolside: {e}"))),
+            }
         };
         let rounded = if size <= MAX_SMALL {
             size as u64
@@ -200,7 +212,8 @@ impl DevicePool {
                         oom::format_size(size as u64)
                     )));
                 }
-                Attempt::NoMemory if step < 2 => {
+                // Releasing cached memory synchronizes: not during a capture.
+                Attempt::NoMemory if step < 2 && !capturing => {
                     st.stats.alloc_retries += 1;
                     if step == 0 {
                         // 1: release cached memory that can serve the request.
@@ -211,7 +224,7 @@ impl DevicePool {
                         self.release_cached(&mut st, u64::MAX);
                     }
                 }
-                Attempt::NoMemory => {}
+                Attempt::NoMemory => break,
             }
         }
         Err(self.out_of_memory(&mut st, size))
@@ -282,6 +295,7 @@ impl DevicePool {
                 uses: Vec::new(),
             },
         );
+        st.graph.on_alloc(st.streams[idx].owner);
         let s = &mut st.stats;
         stats::add(&mut s.requested_bytes, size as u64);
         stats::add(&mut s.allocated_bytes, block);
@@ -298,7 +312,11 @@ impl DevicePool {
     /// The index of `stream`'s pool, made on first use.
     #[inline]
     fn stream_index(&self, st: &mut State, stream: StreamId) -> Result<usize, String> {
-        if let Some(i) = st.streams.iter().position(|p| p.stream == stream) {
+        if let Some(i) = st
+            .streams
+            .iter()
+            .position(|p| p.stream == stream && p.owner == Owner::General)
+        {
             return Ok(i);
         }
         self.add_stream(st, stream)
@@ -339,6 +357,11 @@ impl DevicePool {
             Self::publish_gauges(&mut st);
             return Ok(());
         }
+        if st.graph.capturing() {
+            // Events recorded now could not be queried: after the capture (graph_pool.rs).
+            st.graph.deferred.push((ptr, live));
+            return Ok(());
+        }
         self.free_used_elsewhere(&mut st, ptr, live);
         self.publish(&mut st);
         Ok(())
@@ -359,6 +382,10 @@ impl DevicePool {
         s.allocated_bytes.current -= live.size;
         s.active_bytes.current -= live.size;
         s.allocations.current -= 1;
+        st.graph.on_return(st.streams[live.stream as usize].owner);
+        if st.graph.freeable {
+            self.free_released_pools(st);
+        }
     }
 
     /// Releases cached device memory, after a synchronize (freed blocks may still be in
@@ -372,6 +399,10 @@ impl DevicePool {
         for pool in st.streams.iter_mut() {
             if freed >= goal {
                 break;
+            }
+            if st.graph.keeps(pool.owner) {
+                // A graph's memory, free blocks included: its replays write there.
+                continue;
             }
             let (n, calls, _err) =
                 pool.release_cached(self.driver.as_ref(), self.dev, &budget, goal - freed);
@@ -432,6 +463,10 @@ impl DevicePool {
     /// torch.cuda.empty_cache: waits for pending frees and returns all cached memory.
     pub fn empty_cache(&self) {
         let mut st = self.state.lock();
+        if st.graph.capturing() {
+            // Waiting and releasing synchronize, which a capture forbids.
+            return;
+        }
         self.process_pending(&mut st, true);
         self.release_cached(&mut st, u64::MAX);
         if let Ok((free, _)) = self.driver.mem_info(self.dev) {
@@ -499,7 +534,11 @@ impl DevicePool {
         let mut small_allocs = 0;
         let mut small_frees = 0;
         let mut segments = 0;
+        let mut private = 0;
         for p in &st.streams {
+            if let Owner::Private(_) = p.owner {
+                private += graph_pool::stream_pool_reserved(p, self.expandable);
+            }
             let src = p.small.source();
             small_allocs += src.device_allocs.load(Relaxed);
             small_frees += src.device_frees.load(Relaxed);
@@ -509,6 +548,7 @@ impl DevicePool {
         let s = &mut st.stats;
         stats::set(&mut s.reserved_bytes, reserved);
         stats::set(&mut s.segments, segments);
+        stats::set(&mut s.private_pool_bytes, private);
         s.mapped_bytes = if self.expandable { reserved } else { 0 };
         s.cached_free_bytes = reserved.saturating_sub(s.active_bytes.current);
         s.device_allocs = small_allocs + st.large_allocs;
@@ -522,6 +562,7 @@ impl DevicePool {
         let mut blocks: Vec<(u64, u64)> = st.live.iter().map(|(&p, l)| (p, l.size)).collect();
         st.pending.check()?;
         blocks.extend(st.pending.iter().map(|p| (p.ptr, p.live.size)));
+        blocks.extend(st.graph.deferred.iter().map(|(p, l)| (*p, l.size)));
         blocks.sort_unstable();
         for w in blocks.windows(2) {
             if w[0].0 + w[0].1 > w[1].0 {
@@ -550,6 +591,7 @@ impl DevicePool {
                     .live
                     .get(&a)
                     .or_else(|| st.pending.iter().find(|p| p.ptr == a).map(|p| &p.live))
+                    .or_else(|| st.graph.deferred.iter().find(|d| d.0 == a).map(|d| &d.1))
                 else {
                     return Err(format!("used range {a:#x} has no owner"));
                 };
@@ -570,7 +612,8 @@ impl DevicePool {
             ));
         }
         let live_bytes: u64 = st.live.values().map(|l| l.size).sum::<u64>()
-            + st.pending.iter().map(|p| p.live.size).sum::<u64>();
+            + st.pending.iter().map(|p| p.live.size).sum::<u64>()
+            + st.graph.deferred.iter().map(|d| d.1.size).sum::<u64>();
         if live_bytes != st.stats.allocated_bytes.current {
             return Err(format!(
                 "allocated {} but blocks hold {live_bytes}",
@@ -578,11 +621,12 @@ impl DevicePool {
             ));
         }
         let req: u64 = st.live.values().map(|l| l.requested).sum::<u64>()
-            + st.pending.iter().map(|p| p.live.requested).sum::<u64>();
+            + st.pending.iter().map(|p| p.live.requested).sum::<u64>()
+            + st.graph.deferred.iter().map(|d| d.1.requested).sum::<u64>();
         if req != st.stats.requested_bytes.current {
             return Err("requested bytes disagree".into());
         }
-        Ok(())
+        self.check_graph(&st)
     }
 }
 

@@ -33,7 +33,8 @@ pub fn empty(device: i32) -> DeviceSection {
         event_record_failures: 0,
         event_query_failures: 0,
         sync_fallbacks: 0,
-        _reserved: [0; 5],
+        private_pool_bytes: Gauge::default(),
+        _reserved: [0; 3],
     }
 }
 
@@ -61,6 +62,7 @@ pub fn reset_peaks(s: &mut DeviceSection) {
         &mut s.active_bytes,
         &mut s.allocations,
         &mut s.segments,
+        &mut s.private_pool_bytes,
     ] {
         g.peak = g.current;
     }

@@ -11,6 +11,7 @@ use super::arena::Arena;
 use super::budget::Budget;
 use super::device_source::DeviceSource;
 use super::expandable::{Expandable, MapError};
+use super::graph_pool::Owner;
 use crate::config::PluginConfig;
 use crate::driver::{DevPtr, Driver, StreamId};
 use alloc_core::detached::DetachedPool;
@@ -40,6 +41,8 @@ pub struct LargeBlock {
 /// The pools of one stream.
 pub struct StreamPool {
     pub stream: StreamId,
+    /// The general pool of the stream, a CUDA graph's private pool, or a spare.
+    pub owner: Owner,
     pub small: DetachedPool<DeviceSource>,
     pub large: Arena,
     /// The reservation, in expandable mode.
@@ -92,6 +95,7 @@ impl StreamPool {
         };
         Ok(StreamPool {
             stream,
+            owner: Owner::General,
             small,
             large,
             seg,

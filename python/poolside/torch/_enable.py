@@ -11,17 +11,39 @@ import warnings
 from .. import _library
 from ..errors import PoolsideError
 
-# (setter on CUDAPluggableAllocator(...).allocator(), exported symbol). Every optional
-# hook PyTorch offers with a plain-C signature; older torch versions lack some setters.
+# (setter on CUDAPluggableAllocator(...).allocator(), exported symbol): every optional
+# hook PyTorch offers. Older torch versions lack some setters.
 HOOKS = (
     ("set_init_fn", "poolside_cuda_init"),
     ("set_reset_fn", "poolside_cuda_empty_cache"),
     ("set_memory_fraction_fn", "poolside_cuda_set_memory_fraction"),
     ("set_base_alloc_fn", "poolside_cuda_base_alloc"),
     ("set_record_stream_fn", "poolside_cuda_record_stream"),
+    # CUDA graphs' private pools (torch >= 2.3). PyTorch calls these with C++ types
+    # (std::pair, std::function), so they are set only when the library confirms that
+    # this torch declares them with the types it was built for, and only all three.
+    ("set_begin_allocate_to_pool", "poolside_cuda_begin_allocate_to_pool"),
+    ("set_end_allocate_to_pool_fn", "poolside_cuda_end_allocate_to_pool"),
+    ("set_release_pool", "poolside_cuda_release_pool"),
+)
+GRAPH_SETTERS = ("set_begin_allocate_to_pool", "set_end_allocate_to_pool_fn", "set_release_pool")
+GRAPH_UNSAFE = (
+    "CUDA graphs (torch.cuda.graph, make_graphed_callables, torch.compile "
+    'mode="reduce-overhead") would take memory from the general pool, where ordinary '
+    "tensors can reuse it and replays overwrite them: do not capture graphs in this process"
 )
 
 _state = {"allocator": None, "path": None, "lib": None}
+
+
+def _graph_abi_ok(lib, setter):
+    """Whether the library says this torch's `setter` takes its graph entry's C++ types."""
+    check = getattr(lib, "poolside_cuda_graph_hook_abi_ok", None)
+    if check is None:
+        return False
+    check.argtypes = (ctypes.c_char_p,)
+    check.restype = ctypes.c_int
+    return check(setter.encode()) == 1
 
 
 def enabled_allocator():
@@ -62,13 +84,26 @@ def enable(path=None, patch_stats=True):
     alloc = memory.CUDAPluggableAllocator(lib_path, "poolside_cuda_malloc", "poolside_cuda_free")
     raw = alloc.allocator()
     skipped = []
+    settable = {}
     for setter, symbol in HOOKS:
         if not hasattr(raw, setter):
             skipped.append(f"{setter} (this torch lacks it)")
         elif not hasattr(lib, symbol):
             skipped.append(f"{setter} ({lib_path} lacks {symbol})")
+        elif setter in GRAPH_SETTERS and not _graph_abi_ok(lib, setter):
+            skipped.append(f"{setter} (this torch's C++ signature for it is not the one {lib_path} was built for)")
         else:
-            getattr(raw, setter)(ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value)
+            settable[setter] = ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
+    if not all(s in settable for s in GRAPH_SETTERS):
+        # One graph hook without the others would route a capture and never end it.
+        left = [s for s in GRAPH_SETTERS if s in settable]
+        for s in left:
+            del settable[s]
+        if left:
+            skipped.append(", ".join(left) + " (the other graph hooks cannot be set)")
+        skipped.append(GRAPH_UNSAFE)
+    for setter, address in settable.items():
+        getattr(raw, setter)(address)
     memory.change_current_allocator(alloc)
     _state.update(allocator=alloc, path=lib_path, lib=lib)
     if patch_stats:

@@ -4,6 +4,7 @@
  * Python field mapped to the wrong offset shows up as a wrong value. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define WORDS 34 /* sizeof(DeviceSection) / 8 */
 #define DEVICES 8
@@ -17,6 +18,16 @@ void poolside_cuda_empty_cache(void) {}
 void poolside_cuda_set_memory_fraction(double fraction, int device) { (void)fraction; (void)device; }
 void *poolside_cuda_base_alloc(void *p, size_t *size) { (void)size; return p; }
 void poolside_cuda_record_stream(void *p, void *stream) { (void)p; (void)stream; }
+/* The graph entries take C++ types in the real library; only their addresses matter here. */
+void poolside_cuda_begin_allocate_to_pool(void) {}
+void poolside_cuda_end_allocate_to_pool(void) {}
+void poolside_cuda_release_pool(void) {}
+/* FAKE_POOLSIDE_GRAPH_ABI=0 imitates a torch whose C++ signatures differ. */
+int poolside_cuda_graph_hook_abi_ok(const char *setter) {
+    const char *v = getenv("FAKE_POOLSIDE_GRAPH_ABI");
+    (void)setter;
+    return !(v && v[0] == '0');
+}
 
 int poolside_cuda_memory_stats(int device, uint64_t *out) {
     if (device < 0 || device >= DEVICES) return 22;

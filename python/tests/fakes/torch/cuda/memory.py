@@ -10,7 +10,16 @@ import ctypes
 import os
 import sys
 
-SETTERS = ("set_init_fn", "set_reset_fn", "set_memory_fraction_fn", "set_base_alloc_fn", "set_record_stream_fn")
+SETTERS = (
+    "set_init_fn",
+    "set_reset_fn",
+    "set_memory_fraction_fn",
+    "set_base_alloc_fn",
+    "set_record_stream_fn",
+    "set_begin_allocate_to_pool",
+    "set_end_allocate_to_pool_fn",
+    "set_release_pool",
+)
 current = None
 swaps = 0
 # Whether torch/__init__.py had finished when the allocator was swapped.
