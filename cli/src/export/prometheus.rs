@@ -153,6 +153,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Device synchronizes run in place of failed record_stream events.",
     ),
     (
+        "poolside_private_pool_bytes",
+        "gauge",
+        "Device memory held by CUDA graphs' private pools (part of reserved).",
+    ),
+    (
         "poolside_device_total_memory_bytes",
         "gauge",
         "Device memory in total.",
@@ -410,6 +415,11 @@ fn pool_series(f: &mut Families, pid: &str, p: &ProcessReport) {
             "poolside_sync_fallbacks_total",
             l.clone(),
             d.sync_fallbacks as f64,
+        );
+        f.add(
+            "poolside_private_pool_bytes",
+            l.clone(),
+            d.private_pool_bytes.current as f64,
         );
         f.add(
             "poolside_device_total_memory_bytes",

@@ -106,6 +106,7 @@ pub fn device(d: &DeviceSection) -> DeviceReport {
         event_record_failures: d.event_record_failures,
         event_query_failures: d.event_query_failures,
         sync_fallbacks: d.sync_fallbacks,
+        private_pool_bytes: gauge(d.private_pool_bytes),
         hit_rate: hit_rate(d.hits, d.misses),
         fragmentation: fragmentation(d.allocated_bytes.current, d.reserved_bytes.current),
         internal_waste_bytes: d

@@ -83,6 +83,8 @@ pub struct DeviceReport {
     pub event_record_failures: u64,
     pub event_query_failures: u64,
     pub sync_fallbacks: u64,
+    /// Bytes held by CUDA graphs' private pools (part of `reserved_bytes`).
+    pub private_pool_bytes: GaugeReport,
     pub hit_rate: Option<f64>,
     pub fragmentation: Option<f64>,
     /// allocated - requested, over live blocks (exact).

@@ -61,6 +61,7 @@ pub fn run(o: &StatOptions) -> i32 {
     } else {
         print!("{}", table::processes(&reports));
         print!("{}", table::stream_notes(&reports));
+        print!("{}", table::graph_notes(&reports));
         if o.size_classes {
             print!("{}", table::classes(&reports));
         }

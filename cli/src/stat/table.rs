@@ -78,6 +78,64 @@ pub fn stream_notes(ps: &[ProcessReport]) -> String {
     out
 }
 
+/// One line per device whose CUDA graphs hold private pools: that memory is in RESERVED
+/// but serves only the graphs. Empty when none.
+pub fn graph_notes(ps: &[ProcessReport]) -> String {
+    let mut out = String::new();
+    for p in ps {
+        for d in &p.devices {
+            if d.private_pool_bytes.current > 0 {
+                out.push_str(&format!(
+                    "{} {}: {} of RESERVED held by CUDA graphs' private pools\n",
+                    p.pid,
+                    d.name,
+                    bytes(d.private_pool_bytes.current)
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod graph_note_tests {
+    use super::*;
+    use crate::report::{DeviceReport, GaugeReport};
+
+    #[test]
+    fn graph_notes_name_devices_with_private_pools_only() {
+        let p = ProcessReport {
+            pid: 7,
+            devices: vec![
+                DeviceReport {
+                    name: "cuda:0".into(),
+                    private_pool_bytes: GaugeReport {
+                        current: 3 << 20,
+                        peak: 3 << 20,
+                    },
+                    ..Default::default()
+                },
+                DeviceReport {
+                    name: "cuda:1".into(),
+                    ..Default::default()
+                },
+            ],
+            command: String::new(),
+            start_unix_ns: 0,
+            rss_bytes: None,
+            host: Default::default(),
+            classes: None,
+        };
+        let n = graph_notes(&[p]);
+        assert_eq!(n.lines().count(), 1, "{n}");
+        assert!(
+            n.starts_with("7 cuda:0: ") && n.contains("CUDA graphs' private pools"),
+            "{n}"
+        );
+        assert!(n.contains(&bytes(3 << 20)), "{n}");
+    }
+}
+
 /// The per-class breakdown of each process.
 pub fn classes(ps: &[ProcessReport]) -> String {
     let mut out = String::new();
