@@ -10,6 +10,8 @@ import json
 import pytest
 
 from conftest import PYTHON_DIR, run_json, run_py
+from record_stream_scenario import problems
+from test_record_stream import poolside_warnings, run_scenario
 
 MIB = 1 << 20
 
@@ -75,27 +77,10 @@ print(json.dumps(out))
 
 
 def test_record_stream_keeps_a_block_from_reuse_while_its_stream_runs(gpu):
-    got = run_on_gpu("""
-# Control: without record_stream, a freed block is reused at once on its own stream.
-a = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
-control = a.data_ptr()
-del a
-b = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
-reused_at_once = b.data_ptr() == control
-del b
-side = torch.cuda.Stream()
-x = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
-torch.cuda.synchronize()
-with torch.cuda.stream(side):
-    torch.cuda._sleep(200_000_000)  # keeps the side stream busy for a while
-    x.fill_(1)
-x.record_stream(side)
-ptr = x.data_ptr()
-del x
-y = torch.empty(32 << 20, dtype=torch.uint8, device="cuda")
-reused_while_busy = y.data_ptr() == ptr
-side.synchronize()
-print(json.dumps({"reused_at_once": reused_at_once, "reused_while_busy": reused_while_busy}))
-""", gpu)
-    assert got["reused_at_once"] is True, "the control failed: reuse is not immediate, so the check below proves nothing"
-    assert got["reused_while_busy"] is False
+    """record_stream_scenario.py under the native allocator (the control), then poolside."""
+    control, _ = run_scenario("native", gpu)
+    assert not problems(control, "native"), (
+        f"the control (PyTorch's own allocator) fails, so the scenario proves nothing here: {control}")
+    got, stderr = run_scenario("poolside", gpu)
+    assert not poolside_warnings(stderr), stderr
+    assert not problems(got, "poolside"), got
