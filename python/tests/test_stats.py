@@ -118,6 +118,10 @@ def test_summary_shows_current_and_peak(fake_lib):
     line = next(l for l in proc.stdout.splitlines() if "Allocations" in l)
     assert str(expected("allocations.current", 0)) in line and str(expected("allocations.peak", 0)) in line
     assert "device ID 0" in proc.stdout
+    line = next(l for l in proc.stdout.splitlines() if "Stream event failures" in l)
+    assert f'{expected("event_record_failures", 0)} record / {expected("event_query_failures", 0)} query' in line
+    line = next(l for l in proc.stdout.splitlines() if "Synchronize fallbacks" in l)
+    assert str(expected("sync_fallbacks", 0)) in line
 
 
 def test_missing_library_is_a_clear_error(tmp_path):

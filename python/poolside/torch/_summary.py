@@ -58,6 +58,8 @@ def memory_summary(device=None, abbreviated=False):
             ("Largest free block", format_size(s.largest_free_block)),
             ("Pool hits / misses", f"{s.hits} / {s.misses}"),
             ("Device allocs / frees", f"{s.device_allocs} / {s.device_frees}"),
+            ("Stream event failures", f"{s.event_record_failures} record / {s.event_query_failures} query"),
+            ("Synchronize fallbacks", str(s.sync_fallbacks)),
             ("Memory limit", format_size(s.limit_bytes) if s.limit_bytes else "none"),
         ):
             lines.append(_row((label, value, ""), widths))
