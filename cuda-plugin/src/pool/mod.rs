@@ -8,11 +8,16 @@
 //! - When memory runs out: release cached memory that can serve the request (after a
 //!   device synchronize), retry; release all cached memory (waiting for pending events),
 //!   retry; then fail with PyTorch's out-of-memory message. Retries and OOMs are counted.
+//! - CUDA graphs ([`graph_pool`]): while a capture is underway, allocations its filter
+//!   accepts come from the graph's private pool (stream pools tagged with its id), whose
+//!   memory nothing else gets until the pool is released and empty; nothing a capture
+//!   forbids (event queries, synchronizes) happens meanwhile.
 //!
 //! Invariants (checked by [`DevicePool::check`]): live blocks never overlap and are
 //! 512-byte aligned; every large block of an expandable segment lies on mapped pages;
 //! the budget's reserved bytes equal the small pools' committed pages plus the large
-//! pools' mapped pages or segments; the statistics equal the sums over live blocks.
+//! pools' mapped pages or segments; the statistics equal the sums over live blocks; each
+//! private pool's block count is the number of its blocks.
 
 pub mod arena;
 pub mod budget;
