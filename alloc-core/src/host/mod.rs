@@ -96,8 +96,19 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     }
     let (p, zeroed) = alloc_big(size, align);
     if !p.is_null() && !zeroed {
-        // SAFETY: as above.
-        unsafe { p.write_bytes(0, size) };
+        if size <= LARGE_MAX && align <= UNIT_SIZE {
+            // SAFETY: as above.
+            unsafe { p.write_bytes(0, size) };
+        } else {
+            // A reused huge mapping: dropping its pages costs what it holds resident, where
+            // writing zeros would fault in every page of `size` (seconds and gigabytes for a
+            // calloc of 2^32 bytes). The block was mapped for `size` rounded up to a page,
+            // which therefore did not overflow.
+            let len = (size.max(1) + OS_PAGE - 1) & !(OS_PAGE - 1);
+            // SAFETY: p starts a huge mapping of ours at least `len` long, freshly handed
+            // out: nothing in it is live yet.
+            unsafe { crate::source::os::purge(p, len) };
+        }
     }
     p
 }
