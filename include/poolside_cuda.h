@@ -186,6 +186,35 @@ int poolside_cuda_replay(const char *path, int json, char **out);
  */
 void poolside_cuda_replay_free(char *s);
 
+/**
+ * The memory snapshot of every device as JSON in `*out` (see python/poolside/torch/
+ * _snapshot.py for its shape). Returns 0, 1 when no driver works (`*out` then holds
+ * the reason), 2 for a NULL `out`. Release `*out` with [`poolside_cuda_snapshot_free`].
+ *
+ * # Safety
+ * `out` is NULL or a valid pointer to write to.
+ */
+int poolside_cuda_snapshot(char **out);
+
+/**
+ * Releases a string returned by [`poolside_cuda_snapshot`].
+ *
+ * # Safety
+ * `s` is null or came from `poolside_cuda_snapshot`, and is released once.
+ */
+void poolside_cuda_snapshot_free(char *s);
+
+/**
+ * torch.cuda.memory._record_memory_history: `enabled` non-zero records alloc, free and
+ * segment events on every device, keeping the newest `max_entries` per device (0 counts
+ * as 1); zero stops recording and forgets what was recorded, as PyTorch does.
+ * `clear` non-zero forgets what was recorded before enabling. Bit `1 << n` of
+ * `skip_actions` leaves out action `n` (0 alloc, 1 free_requested, 2 free_completed,
+ * 3 segment_alloc, 4 segment_free, 5 segment_map, 6 segment_unmap, 7 oom). Returns 0,
+ * or 1 when no driver works.
+ */
+int poolside_cuda_record_history(int enabled, size_t max_entries, int clear, uint32_t skip_actions);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

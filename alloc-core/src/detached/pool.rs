@@ -319,6 +319,34 @@ impl<S: MemorySource> DetachedPool<S> {
         Some((chunk.base + (off / PAGE) * PAGE + i * bs, bs))
     }
 
+    /// The start of the page holding `ptr`, when `ptr` lies inside the pool.
+    pub fn page_of(&self, ptr: *const u8) -> Option<usize> {
+        let addr = ptr as usize;
+        let base = self.chunks[self.chunk_of(addr)?].base;
+        Some(base + (addr - base) / PAGE * PAGE)
+    }
+
+    /// Calls `f(page start, block size)` for every committed page, in address order; the
+    /// block size is 0 for a page that serves no class. For listings (memory snapshots):
+    /// which of a page's blocks are live is the caller's to know.
+    pub fn for_each_committed_page(&self, mut f: impl FnMut(usize, usize)) {
+        for k in 0..self.count {
+            let chunk = self.chunks[self.order[k] as usize];
+            for i in 0..chunk.pages as usize {
+                // SAFETY: i < pages; the reference is dropped before the next one is made.
+                let m = unsafe { chunk.page(i) };
+                if m.committed {
+                    let bs = if m.class == NO_CLASS {
+                        0
+                    } else {
+                        class_size(m.class as usize)
+                    };
+                    f(chunk.base + i * PAGE, bs);
+                }
+            }
+        }
+    }
+
     /// Returns the block starting at `ptr`; gives its block size.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<usize, FreeError> {

@@ -17,3 +17,4 @@ pub mod exports;
 pub mod global;
 pub mod graph;
 pub mod replay;
+pub mod snapshot;

@@ -24,6 +24,8 @@ pub struct Expandable {
     pub page: usize,
     mapped: Vec<u64>,
     pub mapped_pages: usize,
+    /// Page indexes the last successful `ensure` mapped (for the allocator's history).
+    pub last_mapped: Vec<usize>,
 }
 
 impl Expandable {
@@ -43,6 +45,7 @@ impl Expandable {
             page,
             mapped: vec![0; pages.div_ceil(64)],
             mapped_pages: 0,
+            last_mapped: Vec::new(),
         })
     }
 
@@ -103,7 +106,9 @@ impl Expandable {
             self.set(i, true);
             done.push(i);
         }
-        Ok(done.len())
+        let n = done.len();
+        self.last_mapped = done;
+        Ok(n)
     }
 
     fn undo(&mut self, driver: &dyn Driver, dev: i32, budget: &Budget, pages: &[usize]) {

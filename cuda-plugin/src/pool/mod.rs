@@ -24,11 +24,13 @@ pub mod budget;
 pub mod device_source;
 pub mod expandable;
 pub mod graph_pool;
+pub mod history;
 pub mod live;
 pub mod oom;
 pub mod pending;
 pub mod stats;
 pub mod stream_pool;
+pub mod walk;
 
 use crate::config::PluginConfig;
 use crate::driver::{DevPtr, Driver, DriverError, StreamId};
@@ -88,6 +90,8 @@ struct State {
     invalid_frees: u64,
     /// CUDA graphs: captures underway and private pools.
     graph: GraphPools,
+    /// Trace entries for PyTorch's memory snapshot (history.rs).
+    history: history::Ring,
 }
 
 /// The pool of one device.
@@ -155,6 +159,7 @@ impl DevicePool {
                 large_frees: 0,
                 invalid_frees: 0,
                 graph: GraphPools::default(),
+                history: history::Ring::default(),
             }),
         })
     }
@@ -241,6 +246,7 @@ impl DevicePool {
         if let Ok((free, _)) = self.driver.mem_info(self.dev) {
             st.stats.free_memory = free;
         }
+        Self::trace_oom(st, size);
         self.publish(st);
         let s = &st.stats;
         AllocError::OutOfMemory(oom::message(&oom::OomFacts {
@@ -301,6 +307,7 @@ impl DevicePool {
             },
         );
         st.graph.on_alloc(st.streams[idx].owner);
+        self.trace_alloc(st, idx, ptr, size as u64, small, fresh);
         let s = &mut st.stats;
         stats::add(&mut s.requested_bytes, size as u64);
         stats::add(&mut s.allocated_bytes, block);
@@ -357,6 +364,7 @@ impl DevicePool {
             st.invalid_frees += 1;
             return Err(UnknownPointer::NotAllocated);
         };
+        Self::trace_free(&mut st, ptr, live.requested, live.stream, false);
         if live.uses.is_empty() {
             self.return_block(&mut st, ptr, &live);
             Self::publish_gauges(&mut st);
@@ -374,6 +382,7 @@ impl DevicePool {
 
     /// Puts a block back into its stream's pool and updates the counters.
     fn return_block(&self, st: &mut State, ptr: DevPtr, live: &Live) {
+        Self::trace_free(st, ptr, live.requested, live.stream, true);
         let pool = &mut st.streams[live.stream as usize];
         if live.small {
             if let Some(p) = std::ptr::NonNull::new(ptr as *mut u8) {
@@ -409,8 +418,12 @@ impl DevicePool {
                 // A graph's memory, free blocks included: its replays write there.
                 continue;
             }
+            let before = self.pieces_if_recording(pool);
             let (n, calls, _err) =
                 pool.release_cached(self.driver.as_ref(), self.dev, &budget, goal - freed);
+            if let Some(before) = before {
+                self.trace_released(&mut st.history, pool, before);
+            }
             freed += n;
             st.large_frees += calls;
         }
