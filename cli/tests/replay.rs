@@ -1,9 +1,10 @@
 //! `poolside replay` end to end: the tool loads libpoolside_cuda.so (built beside it by
-//! `cargo build --release -p poolside-cuda`, as .ci/test does) and replays a snapshot that
-//! Python's own pickle wrote.
+//! `cargo build --release -p poolside-cuda`, as .ci/test does) and replays snapshots that
+//! Python's own pickle wrote the way PyTorch writes them (frames shared through the memo):
+//! cuda-plugin/tests/data/snapshots, made by cuda-plugin/tests/data/make_snapshots.py.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 fn plugin() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_poolside"));
@@ -16,57 +17,105 @@ fn plugin() -> PathBuf {
     lib
 }
 
-#[test]
-fn replays_a_snapshot_through_the_plugin() {
-    let lib = plugin();
-    let dir = std::env::temp_dir().join(format!("poolside-replay-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let snap = dir.join("snap.pickle");
-    // Two 1 MiB blocks and one 8 MiB block on stream 0, freed; one free of an address the
-    // trace never allocated (a trace starts mid-run).
-    let script = format!(
-        "import pickle\n\
-         t=[dict(action='segment_alloc',addr=0x7f0000000000,size=20971520,stream=0)]\n\
-         for i,s in enumerate([1<<20,1<<20,8<<20]): t.append(dict(action='alloc',addr=0x7f0000000000+i*(9<<20),size=s,stream=0))\n\
-         for i,s in enumerate([1<<20,1<<20,8<<20]): t.append(dict(action='free_completed',addr=0x7f0000000000+i*(9<<20),size=s,stream=0))\n\
-         t.append(dict(action='free_completed',addr=0x1234000,size=512,stream=0))\n\
-         pickle.dump(dict(segments=[],device_traces=[t]),open({:?},'wb'))\n",
-        snap.to_str().unwrap()
-    );
-    assert!(Command::new("python3")
-        .args(["-c", &script])
-        .status()
-        .unwrap()
-        .success());
-    let out = Command::new(env!("CARGO_BIN_EXE_poolside"))
-        .args(["replay", "--json"])
-        .arg(&snap)
-        .env("POOLSIDE_CUDA_LIB", &lib)
+fn snapshot(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cuda-plugin/tests/data/snapshots")
+        .join(name)
+}
+
+fn replay(args: &[&str], snap: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_poolside"))
+        .arg("replay")
+        .args(args)
+        .arg(snap)
+        .env("POOLSIDE_CUDA_LIB", plugin())
         .env("POOLSIDE_CONF", "stats:false")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn replays_a_snapshot_that_python_pickled_with_shared_frames() {
+    let out = replay(&["--json"], &snapshot("multi_gpu_p4.pickle"));
     assert!(
         out.status.success(),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let peak = v["poolside"]["peak_allocated_bytes"].as_u64().unwrap();
-    assert!(
-        peak >= 10 << 20,
-        "peak allocated {peak} below the 10 MiB live at once: {v}"
-    );
-    assert!(v["pytorch"].is_object(), "{v}");
+    let devices = v["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2, "{v}");
+    for d in devices {
+        let alloc = d["peak_allocated_bytes"].as_u64().unwrap();
+        let pytorch = d["pytorch"]["peak_reserved_bytes"].as_u64().unwrap();
+        assert!(alloc > 0 && pytorch >= alloc, "{d}");
+        for side in ["poolside", "poolside_expandable_false"] {
+            let r = d[side]["peak_reserved_bytes"].as_u64().unwrap();
+            assert!(r >= alloc, "{side}: {d}");
+        }
+        // The trace starts mid-run: the blocks live before it were allocated first.
+        assert_eq!(d["trace"]["starts_mid_run"], true, "{d}");
+        assert_eq!(d["not_replayed"], 0, "{d}");
+        assert_eq!(d["capacity_source"], "pytorch_peak_reserved", "{d}");
+    }
+    // The human form: a table per device.
+    let out = replay(&[], &snapshot("multi_gpu_p4.pickle"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for want in [
+        "device 0:",
+        "device 1:",
+        "peak reserved",
+        "expandable:false",
+        "mid-run",
+    ] {
+        assert!(text.contains(want), "no {want:?} in\n{text}");
+    }
+}
 
-    // Garbage gets a message and a non-zero exit, not a crash.
+#[test]
+fn a_cut_short_snapshot_is_replayed_and_said_so() {
+    let out = replay(&[], &snapshot("cut_short_p4.pickle"));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cut short"), "{text}");
+}
+
+#[test]
+fn bad_snapshots_get_a_message_and_exit_1() {
+    let dir = std::env::temp_dir().join(format!("poolside-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let snap = dir.join("bad.pickle");
+    // A list nested 10,000 deep (what pickle.dumps writes for it): refused, no abort.
+    let mut deep = vec![0x80, 4];
+    deep.extend(std::iter::repeat([b']', 0x94]).take(10_000).flatten());
+    deep.extend(std::iter::repeat(b'a').take(9_999));
+    deep.push(b'.');
+    std::fs::write(&snap, &deep).unwrap();
+    let out = replay(&[], &snap);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("poolside replay:") && err.contains("nested deeper than"),
+        "{err}"
+    );
+    // A pickle that would run code.
+    std::fs::write(
+        &snap,
+        b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94.",
+    )
+    .unwrap();
+    let out = replay(&[], &snap);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("os.system"),
+        "{err}"
+    );
+    // Garbage.
     std::fs::write(&snap, b"not a pickle").unwrap();
-    let bad = Command::new(env!("CARGO_BIN_EXE_poolside"))
-        .args(["replay"])
-        .arg(&snap)
-        .env("POOLSIDE_CUDA_LIB", &lib)
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("poolside replay:"));
+    let out = replay(&[], &snap);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("poolside replay:"));
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,162 +1,308 @@
-//! The replay report: poolside's figures beside PyTorch's, as text or JSON.
+//! The replay report, per device: peak allocated; peak reserved under PyTorch as
+//! recorded, under poolside, and under poolside with `expandable_segments:false`; what
+//! the replay could not do and why. As text or JSON.
 
-use super::run::Figures;
-use super::snapshot::{Action, DeviceTrace};
+use super::run::DeviceRun;
+use super::trace::{CapacitySource, Plan};
 use crate::pool::oom::format_size;
+use std::fmt::Write;
 
-/// What PyTorch's allocator did, from the trace: allocated bytes from alloc/free entries,
-/// reserved bytes from segment entries, each starting from the state at the start of the
-/// recording (the dump-time segments less the trace's net change).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Theirs {
-    pub peak_allocated_bytes: u64,
-    pub peak_reserved_bytes: u64,
-    pub allocs: u64,
-    pub segment_allocs: u64,
-    pub ooms: u64,
+/// poolside's peak reserved may be at most this times the peak allocated.
+pub const TARGET_RATIO: f64 = 1.05;
+
+/// One device's figures.
+#[derive(Clone, Debug)]
+pub struct DeviceReport {
+    pub device: i32,
+    pub plan: Plan,
+    pub unreadable: u64,
+    pub capacity_source: CapacitySource,
+    /// Expandable segments on (poolside's default).
+    pub ours: DeviceRun,
+    /// `expandable_segments:false`: cuMemAlloc segments.
+    pub ours_fixed: DeviceRun,
 }
 
-impl Theirs {
-    pub fn fragmentation(&self) -> f64 {
-        if self.peak_reserved_bytes == 0 {
-            0.0
-        } else {
-            1.0 - self.peak_allocated_bytes as f64 / self.peak_reserved_bytes as f64
-        }
+impl DeviceReport {
+    /// Trace entries (allocs and frees) the main replay could not carry out.
+    pub fn not_replayed(&self) -> u64 {
+        let r = &self.ours;
+        r.ooms + r.failed + r.unknown_frees + self.unreadable
     }
 
-    /// Allocations that did not need a new segment or mapping.
-    pub fn hit_rate(&self) -> f64 {
-        if self.allocs == 0 {
-            0.0
-        } else {
-            self.allocs.saturating_sub(self.segment_allocs) as f64 / self.allocs as f64
-        }
+    /// poolside's peak reserved over the peak allocated.
+    pub fn ratio(&self) -> f64 {
+        ratio(
+            self.ours.peak_reserved_bytes,
+            self.plan.peak_allocated_bytes,
+        )
+    }
+
+    /// Within [`TARGET_RATIO`] of the peak allocated and not above PyTorch's peak reserved
+    /// (when the snapshot shows PyTorch's).
+    pub fn target_met(&self) -> bool {
+        let pt = self.plan.pytorch_peak_reserved_bytes;
+        self.ours.ooms == 0
+            && self.ratio() <= TARGET_RATIO
+            && (pt == 0 || self.ours.peak_reserved_bytes <= pt)
     }
 }
 
-/// PyTorch's figures (peaks are the largest of any device).
-pub fn pytorch_figures(traces: &[DeviceTrace]) -> Theirs {
-    let mut out = Theirs::default();
-    for t in traces {
-        let (mut alloc, mut peak_alloc, mut res, mut peak_res) = (0i128, 0i128, 0i128, 0i128);
-        let mut sizes = std::collections::HashMap::new();
-        let free_on = if t.events.iter().any(|e| e.action == Action::FreeCompleted) {
-            Action::FreeCompleted
-        } else {
-            Action::FreeRequested
-        };
-        for e in &t.events {
-            match e.action {
-                Action::Alloc => {
-                    alloc += e.size as i128;
-                    sizes.insert(e.addr, e.size);
-                    out.allocs += 1;
-                }
-                a if a == free_on => alloc -= e.size as i128,
-                Action::SegmentAlloc | Action::SegmentMap => {
-                    res += e.size as i128;
-                    out.segment_allocs += 1;
-                }
-                Action::SegmentFree | Action::SegmentUnmap => res -= e.size as i128,
-                Action::Oom => out.ooms += 1,
-                _ => {}
-            }
-            peak_alloc = peak_alloc.max(alloc);
-            peak_res = peak_res.max(res);
-        }
-        // The state when recording began: what the dump shows, less the trace's changes.
-        let start_alloc = (t.end_allocated as i128 - alloc).max(0);
-        let start_res = (t.end_reserved as i128 - res).max(0);
-        out.peak_allocated_bytes = out
-            .peak_allocated_bytes
-            .max((start_alloc + peak_alloc) as u64);
-        out.peak_reserved_bytes = out.peak_reserved_bytes.max((start_res + peak_res) as u64);
-    }
-    out
+/// The whole report.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub devices: Vec<DeviceReport>,
+    pub bytes: usize,
+    pub cut_at: Option<usize>,
+    pub alloc_conf: Option<String>,
 }
 
-/// `{"poolside": {...}, "pytorch": {...}}`.
-pub fn json(ours: &Figures, theirs: &Theirs) -> String {
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn run_json(r: &DeviceRun, peak_alloc: u64) -> String {
     format!(
         concat!(
-            "{{\"poolside\": {{\"peak_allocated_bytes\": {}, \"peak_reserved_bytes\": {}, ",
-            "\"fragmentation\": {:.6}, \"hit_rate\": {:.6}, \"ns_per_op\": {:.1}, ",
-            "\"allocs\": {}, \"frees\": {}, \"unknown_frees\": {}, \"alloc_retries\": {}, \"ooms\": {}}}, ",
-            "\"pytorch\": {{\"peak_allocated_bytes\": {}, \"peak_reserved_bytes\": {}, ",
-            "\"fragmentation\": {:.6}, \"hit_rate\": {:.6}, \"allocs\": {}, \"segment_allocs\": {}, \"ooms\": {}}}}}"
+            "{{\"peak_reserved_bytes\": {}, \"reserved_over_allocated\": {:.6}, ",
+            "\"pool_peak_allocated_bytes\": {}, \"allocs\": {}, \"frees\": {}, ",
+            "\"hit_rate\": {:.6}, \"alloc_retries\": {}, \"ooms\": {}, \"failed\": {}, ",
+            "\"start_failed\": {}, \"unknown_frees\": {}, \"alloc_over_live\": {}, ",
+            "\"ns_per_op\": {:.1}}}"
         ),
-        ours.peak_allocated_bytes,
-        ours.peak_reserved_bytes,
-        ours.fragmentation(),
-        ours.hit_rate(),
-        ours.ns_per_op,
-        ours.allocs,
-        ours.frees,
-        ours.unknown_frees,
-        ours.alloc_retries,
-        ours.ooms,
-        theirs.peak_allocated_bytes,
-        theirs.peak_reserved_bytes,
-        theirs.fragmentation(),
-        theirs.hit_rate(),
-        theirs.allocs,
-        theirs.segment_allocs,
-        theirs.ooms,
+        r.peak_reserved_bytes,
+        ratio(r.peak_reserved_bytes, peak_alloc),
+        r.peak_allocated_bytes,
+        r.allocs,
+        r.frees,
+        ratio(r.hits, r.hits + r.misses),
+        r.alloc_retries,
+        r.ooms,
+        r.failed,
+        r.start_failed,
+        r.unknown_frees,
+        r.alloc_over_live,
+        r.ns_per_op,
     )
 }
 
-/// A two-column table.
-pub fn text(ours: &Figures, theirs: &Theirs) -> String {
-    let mut s = format!("{:<24}{:>18}{:>18}\n", "", "poolside", "pytorch");
-    let row = |s: &mut String, name: &str, a: String, b: String| {
-        *s += &format!("{name:<24}{a:>18}{b:>18}\n");
-    };
-    row(
-        &mut s,
-        "peak allocated",
-        format_size(ours.peak_allocated_bytes),
-        format_size(theirs.peak_allocated_bytes),
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o += "\\\"",
+            '\\' => o += "\\\\",
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o + "\""
+}
+
+fn opt(v: Option<usize>) -> String {
+    v.map_or("null".into(), |v| v.to_string())
+}
+
+/// The report as one JSON object.
+pub fn json(rep: &Report) -> String {
+    let mut s = format!(
+        concat!(
+            "{{\"snapshot\": {{\"bytes\": {}, \"cut_short_at_byte\": {}, \"allocator_conf\": {}}}, ",
+            "\"units\": \"allocated: requested sizes rounded up to 512 B; reserved: device bytes\", ",
+            "\"target_ratio\": {}, \"devices\": ["
+        ),
+        rep.bytes,
+        opt(rep.cut_at),
+        rep.alloc_conf.as_deref().map_or("null".into(), json_str),
+        TARGET_RATIO,
     );
-    row(
-        &mut s,
-        "peak reserved",
-        format_size(ours.peak_reserved_bytes),
-        format_size(theirs.peak_reserved_bytes),
-    );
-    row(
-        &mut s,
-        "fragmentation",
-        format!("{:.2}%", 100.0 * ours.fragmentation()),
-        format!("{:.2}%", 100.0 * theirs.fragmentation()),
-    );
-    row(
-        &mut s,
-        "hit rate",
-        format!("{:.2}%", 100.0 * ours.hit_rate()),
-        format!("{:.2}%", 100.0 * theirs.hit_rate()),
-    );
-    row(
-        &mut s,
-        "ns per operation",
-        format!("{:.0}", ours.ns_per_op),
-        "-".into(),
-    );
-    row(
-        &mut s,
-        "allocations",
-        ours.allocs.to_string(),
-        theirs.allocs.to_string(),
-    );
-    row(
-        &mut s,
-        "out of memory",
-        ours.ooms.to_string(),
-        theirs.ooms.to_string(),
-    );
-    s += &format!(
-        "{} free(s) of addresses allocated before the recording began were skipped.\n",
-        ours.unknown_frees
-    );
+    for (i, d) in rep.devices.iter().enumerate() {
+        let p = &d.plan;
+        if i > 0 {
+            s += ", ";
+        }
+        let _ = write!(
+            s,
+            concat!(
+                "{{\"device\": {}, \"capacity_bytes\": {}, \"capacity_source\": \"{}\", ",
+                "\"peak_allocated_bytes\": {}, ",
+                "\"trace\": {{\"entries\": {}, \"allocs\": {}, \"frees\": {}, \"unreadable\": {}, ",
+                "\"starts_mid_run\": {}, \"start_blocks\": {}, \"start_bytes\": {}, ",
+                "\"repeated_frees\": {}, \"live_not_in_dump\": {}, \"recorded_ooms\": {}}}, ",
+                "\"pytorch\": {{\"peak_reserved_bytes\": {}, \"reserved_over_allocated\": {:.6}, ",
+                "\"start_reserved_bytes\": {}, \"segment_allocs\": {}, \"matches_dump\": {}}}, ",
+                "\"poolside\": {}, \"poolside_expandable_false\": {}, ",
+                "\"not_replayed\": {}, \"target_met\": {}}}"
+            ),
+            d.device,
+            d.ours.capacity_bytes,
+            d.capacity_source.key(),
+            p.peak_allocated_bytes,
+            p.entries,
+            p.allocs,
+            p.frees,
+            d.unreadable,
+            !p.start.is_empty(),
+            p.start.len(),
+            p.start_bytes,
+            p.repeated_frees,
+            p.live_not_in_dump,
+            p.recorded_ooms,
+            p.pytorch_peak_reserved_bytes,
+            ratio(p.pytorch_peak_reserved_bytes, p.peak_allocated_bytes),
+            p.pytorch_start_reserved_bytes,
+            p.pytorch_segment_allocs,
+            !p.reserved_mismatch,
+            run_json(&d.ours, p.peak_allocated_bytes),
+            run_json(&d.ours_fixed, p.peak_allocated_bytes),
+            d.not_replayed(),
+            d.target_met(),
+        );
+    }
+    s += "]}\n";
+    s
+}
+
+/// The report as text: a table per device, then what was not replayed.
+pub fn text(rep: &Report) -> String {
+    let mut s = String::new();
+    if let Some(at) = rep.cut_at {
+        let _ = writeln!(
+            s,
+            "The snapshot is cut short: the pickle stops at byte {at} of {} before its end. \
+             The trace entries it holds were replayed; what followed is unknown.",
+            rep.bytes
+        );
+    }
+    if rep.devices.is_empty() {
+        s += "The snapshot holds no trace and no segments: nothing to replay.\n";
+    }
+    for d in &rep.devices {
+        let p = &d.plan;
+        let _ = writeln!(
+            s,
+            "device {}: {} trace entries ({} allocs, {} frees); simulated device {} ({})",
+            d.device,
+            p.entries,
+            p.allocs,
+            p.frees,
+            format_size(d.ours.capacity_bytes),
+            d.capacity_source.describe()
+        );
+        if !p.start.is_empty() {
+            let _ = writeln!(
+                s,
+                "  recording began mid-run: {} block(s), {}, live at its start were allocated first, for both allocators",
+                p.start.len(),
+                format_size(p.start_bytes)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  {:<26}{:>16}{:>16}{:>26}",
+            "", "pytorch", "poolside", "poolside (expandable:false)"
+        );
+        let row = |s: &mut String, name: &str, a: String, b: String, c: String| {
+            let _ = writeln!(s, "  {name:<26}{a:>16}{b:>16}{c:>26}");
+        };
+        let pa = p.peak_allocated_bytes;
+        row(
+            &mut s,
+            "peak allocated (512 B)",
+            format_size(pa),
+            format_size(pa),
+            format_size(pa),
+        );
+        let pt = if p.pytorch_peak_reserved_bytes == 0 {
+            "-".to_string()
+        } else {
+            format_size(p.pytorch_peak_reserved_bytes)
+        };
+        row(
+            &mut s,
+            "peak reserved",
+            pt,
+            format_size(d.ours.peak_reserved_bytes),
+            format_size(d.ours_fixed.peak_reserved_bytes),
+        );
+        let r = |x: u64| {
+            if x == 0 || pa == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.3}x", ratio(x, pa))
+            }
+        };
+        row(
+            &mut s,
+            "reserved / allocated",
+            r(p.pytorch_peak_reserved_bytes),
+            r(d.ours.peak_reserved_bytes),
+            r(d.ours_fixed.peak_reserved_bytes),
+        );
+        row(
+            &mut s,
+            "out of memory",
+            p.recorded_ooms.to_string(),
+            d.ours.ooms.to_string(),
+            d.ours_fixed.ooms.to_string(),
+        );
+        row(
+            &mut s,
+            "ns per operation",
+            "-".into(),
+            format!("{:.0}", d.ours.ns_per_op),
+            format!("{:.0}", d.ours_fixed.ns_per_op),
+        );
+        let _ = writeln!(
+            s,
+            "  target (poolside reserved <= {TARGET_RATIO} x allocated, and <= pytorch's): {}",
+            if d.target_met() {
+                "met".to_string()
+            } else {
+                format!("missed (ratio {:.3}x)", d.ratio())
+            }
+        );
+        let o = &d.ours;
+        let n = d.not_replayed();
+        if n == 0 {
+            s += "  every alloc and free of the trace was replayed\n";
+        } else {
+            let _ = write!(s, "  not replayed: {n} entries:");
+            for (count, why) in [
+                (
+                    o.ooms,
+                    "alloc(s) out of memory on the simulated device (their frees skipped)",
+                ),
+                (o.failed, "alloc(s) failed in the driver"),
+                (o.unknown_frees, "free(s) of an address already freed"),
+                (d.unreadable, "unreadable entr(ies)"),
+            ] {
+                if count > 0 {
+                    let _ = write!(s, " {count} {why};");
+                }
+            }
+            s += "\n";
+        }
+        if o.start_failed > 0 {
+            let _ = writeln!(
+                s,
+                "  {} block(s) live at the start did not fit on the simulated device",
+                o.start_failed
+            );
+        }
+        if p.reserved_mismatch || p.live_not_in_dump > 0 {
+            let _ = writeln!(
+                s,
+                "  the trace does not end where the dump's segments are ({} block(s) it leaves live are not in the dump): it stops before the dump",
+                p.live_not_in_dump
+            );
+        }
+    }
     s
 }

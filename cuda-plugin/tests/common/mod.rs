@@ -3,30 +3,34 @@
 
 #![allow(dead_code)]
 
-use serde_pickle::{HashableValue, SerOptions, Value};
 use std::collections::BTreeMap;
 
 /// A trace being built: addresses are made up, unique per live block, as PyTorch's are.
 #[derive(Default)]
 pub struct TraceWriter {
-    entries: Vec<Value>,
+    /// action, addr, size, stream.
+    entries: Vec<(&'static str, u64, u64, u64)>,
     next_addr: u64,
     pub live: BTreeMap<u64, u64>,
 }
 
-fn s(x: &str) -> HashableValue {
-    HashableValue::String(x.to_string())
+/// Protocol 2 pickle writers for the few types a trace needs.
+fn put_str(out: &mut Vec<u8>, x: &str) {
+    out.push(b'X');
+    out.extend((x.len() as u32).to_le_bytes());
+    out.extend(x.as_bytes());
+}
+
+fn put_int(out: &mut Vec<u8>, i: u64) {
+    // LONG1 with 9 bytes: any u64, positive.
+    out.extend([0x8a, 9]);
+    out.extend(i.to_le_bytes());
+    out.push(0);
 }
 
 impl TraceWriter {
-    fn entry(&mut self, action: &str, addr: u64, size: u64, stream: u64) {
-        let mut d = BTreeMap::new();
-        d.insert(s("action"), Value::String(action.into()));
-        d.insert(s("addr"), Value::I64(addr as i64));
-        d.insert(s("size"), Value::I64(size as i64));
-        d.insert(s("stream"), Value::I64(stream as i64));
-        d.insert(s("frames"), Value::List(vec![]));
-        self.entries.push(Value::Dict(d));
+    fn entry(&mut self, action: &'static str, addr: u64, size: u64, stream: u64) {
+        self.entries.push((action, addr, size, stream));
     }
 
     /// An allocation; returns its address.
@@ -51,19 +55,31 @@ impl TraceWriter {
     }
 
     /// A segment event of PyTorch's own allocator.
-    pub fn segment(&mut self, action: &str, size: u64) {
+    pub fn segment(&mut self, action: &'static str, size: u64) {
         self.entry(action, 0x1000, size, 0);
     }
 
-    /// The pickle: `{"segments": [], "device_traces": [entries]}`.
+    /// The pickle (protocol 2, no memo): `{"segments": [], "device_traces": [entries]}`.
+    /// Snapshots as Python writes them are in tests/data/snapshots.
     pub fn pickle(self) -> Vec<u8> {
-        let mut top = BTreeMap::new();
-        top.insert(s("segments"), Value::List(vec![]));
-        top.insert(
-            s("device_traces"),
-            Value::List(vec![Value::List(self.entries)]),
-        );
-        serde_pickle::value_to_vec(&Value::Dict(top), SerOptions::new()).unwrap()
+        let mut o = vec![0x80, 2, b'}', b'('];
+        put_str(&mut o, "segments");
+        o.push(b']');
+        put_str(&mut o, "device_traces");
+        o.extend([b']', b']', b'(']);
+        for (action, addr, size, stream) in self.entries {
+            o.extend([b'}', b'(']);
+            put_str(&mut o, "action");
+            put_str(&mut o, action);
+            for (k, v) in [("addr", addr), ("size", size), ("stream", stream)] {
+                put_str(&mut o, k);
+                put_int(&mut o, v);
+            }
+            put_str(&mut o, "frames");
+            o.extend([b']', b'u']);
+        }
+        o.extend([b'e', b'a', b'u', b'.']);
+        o
     }
 }
 
