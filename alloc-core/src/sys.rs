@@ -41,6 +41,54 @@ pub fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
+/// The kernel's overcommit mode (`/proc/sys/vm/overcommit_memory`: 0 heuristic, 1 always,
+/// 2 never), read with raw syscalls; `None` when the file cannot be read (no /proc, a
+/// sandbox) or holds something else.
+pub fn overcommit_mode() -> Option<u8> {
+    // SAFETY: the path is NUL-terminated; open allocates nothing in user space.
+    let fd = unsafe {
+        libc::open(
+            b"/proc/sys/vm/overcommit_memory\0".as_ptr() as *const libc::c_char,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    // SAFETY: buf is valid for its length; fd is ours and closed once.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+        libc::close(fd);
+        n
+    };
+    match (n, buf[0]) {
+        (1.., d @ b'0'..=b'2') => Some(d - b'0'),
+        _ => None,
+    }
+}
+
+/// RAM plus swap in bytes (sysinfo(2)), saturating; `None` when the call fails.
+pub fn ram_plus_swap() -> Option<usize> {
+    // SAFETY: sysinfo fills a plain struct that all-zero bytes make valid.
+    let mut info: libc::sysinfo = unsafe { core::mem::zeroed() };
+    // SAFETY: info is a valid out-parameter.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return None;
+    }
+    let unit = (info.mem_unit as usize).max(1);
+    let pages = (info.totalram as usize).saturating_add(info.totalswap as usize);
+    Some(pages.saturating_mul(unit))
+}
+
+/// Whether the kernel refuses any mapping of `size` bytes outright, whatever this process
+/// gives back first: in overcommit mode 0 (the default), one mapping larger than RAM plus
+/// swap. Then freeing cached memory and asking again is wasted work. False whenever that
+/// cannot be known (other modes, where freeing may help; /proc unreadable).
+pub fn kernel_refuses_outright(size: usize) -> bool {
+    overcommit_mode() == Some(0) && ram_plus_swap().is_some_and(|limit| size > limit)
+}
+
 /// Milliseconds on a coarse monotonic clock (a vDSO read, a few nanoseconds).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {
@@ -176,6 +224,36 @@ mod tests {
             fmt_u64(18446744073709551615, &mut b),
             b"18446744073709551615"
         );
+    }
+
+    #[test]
+    fn overcommit_mode_and_memory_match_proc() {
+        let text = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").ok();
+        let want = text.and_then(|t| t.trim().parse::<u8>().ok());
+        assert_eq!(overcommit_mode(), want);
+        let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib = |name: &str| -> usize {
+            let line = info.lines().find(|l| l.starts_with(name)).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+                * 1024
+        };
+        let want = kib("MemTotal:") + kib("SwapTotal:");
+        let got = ram_plus_swap().unwrap();
+        // sysinfo and meminfo round differently; both are the same totals.
+        assert!(
+            got.abs_diff(want) < 1 << 20,
+            "sysinfo {got}, meminfo {want}"
+        );
+        if overcommit_mode() == Some(0) {
+            assert!(kernel_refuses_outright(got + (1 << 20)));
+            assert!(!kernel_refuses_outright(got / 2));
+        } else {
+            assert!(!kernel_refuses_outright(usize::MAX));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!   ([`natural_align`]): what glibc guarantees for every object that can need it, since an
 //!   object with 16-byte alignment has a size that is a multiple of 16;
 //! - a null result always comes with errno = ENOMEM, and only after the pool gave back
-//!   everything it could ([`alloc_or_retry`]);
+//!   everything it could, unless no memory given back could help ([`alloc_or_retry`]);
 //! - `free` and `cfree` never change errno and ignore null and foreign pointers.
 
 use crate::errno;
@@ -36,7 +36,8 @@ pub fn fail_nomem() -> *mut c_void {
 /// count, or no memory). The pool may still hold free segments and cached mappings, which
 /// count against those limits; giving them back (`collect(true)`) and trying once more
 /// turns many such failures into successes. Requests beyond PTRDIFF_MAX skip that: they
-/// can never succeed, and probing with them is common.
+/// can never succeed, and probing with them is common. So do requests the kernel refuses
+/// outright (in overcommit mode 0, above RAM + swap): giving back memory cannot help them.
 #[inline(always)]
 pub fn alloc_or_retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
     let p = if zeroed {
@@ -53,7 +54,7 @@ pub fn alloc_or_retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
-    if size > isize::MAX as usize {
+    if size > isize::MAX as usize || alloc_core::sys::kernel_refuses_outright(size) {
         return fail_nomem();
     }
     host::collect(true);

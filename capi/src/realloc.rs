@@ -35,7 +35,11 @@ pub unsafe fn resize(p: *mut c_void, size: usize) -> *mut c_void {
     // freed), and natural_align is a power of two.
     let mut q = unsafe { host::realloc(p as *mut u8, size, natural_align(size)) };
     if q.is_null() {
-        // As in malloc::alloc_or_retry: give back what the pool holds, try once more.
+        // As in malloc::alloc_or_retry: give back what the pool holds, try once more
+        // (unless the kernel refuses the size outright).
+        if alloc_core::sys::kernel_refuses_outright(size) {
+            return fail_nomem();
+        }
         host::collect(true);
         // SAFETY: the failed realloc left p live and intact.
         q = unsafe { host::realloc(p as *mut u8, size, natural_align(size)) };

@@ -192,10 +192,13 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
 
 /// Maps a new huge block. When the kernel refuses (its overcommit policy, the address
 /// space, the map count), the cached mappings count against the same limits: they are
-/// dropped and the kernel asked once more.
+/// dropped and the kernel asked once more, unless it refuses such a size outright.
 fn create_huge(a: &mut arena::Arena, len: usize, align: usize) -> Option<*mut Huge> {
     if let Some(h) = a.huge.create(len, align) {
         return Some(h);
+    }
+    if sys::kernel_refuses_outright(len) {
+        return None;
     }
     let gone = a.huge.expire(0, 0, true);
     if gone == 0 {
