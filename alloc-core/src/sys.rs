@@ -48,7 +48,7 @@ pub fn overcommit_mode() -> Option<u8> {
     // SAFETY: the path is NUL-terminated; open allocates nothing in user space.
     let fd = unsafe {
         libc::open(
-            b"/proc/sys/vm/overcommit_memory\0".as_ptr() as *const libc::c_char,
+            c"/proc/sys/vm/overcommit_memory".as_ptr(),
             libc::O_RDONLY | libc::O_CLOEXEC,
         )
     };
