@@ -62,7 +62,8 @@ pub fn stream_notes(ps: &[ProcessReport]) -> String {
     let mut out = String::new();
     for p in ps {
         for d in &p.devices {
-            if d.event_record_failures + d.event_query_failures + d.sync_fallbacks > 0 {
+            // Any non-zero (not a sum: the file is untrusted and could overflow it).
+            if [d.event_record_failures, d.event_query_failures, d.sync_fallbacks] != [0; 3] {
                 out.push_str(&format!(
                     "{} {}: record_stream events failed ({} records, {} queries); \
                      {} device synchronizes ran instead\n",
