@@ -208,6 +208,10 @@ fn a_cut_short_snapshot_is_replayed_for_what_it_holds() {
     // What it holds is the full trace's beginning, entry for entry.
     assert_eq!(s.devices[0].events[..n], full.devices[0].events[..n]);
     let rep = analyse(&bytes, &cfg(), None).unwrap();
+    // The dump's segments describe the end of the whole trace: the start comes from the
+    // entries held alone.
+    assert!(rep.devices[0].plan.trace_only);
+    assert_eq!(rep.devices[0].plan.live_not_in_dump, 0);
     let text = report::text(&rep);
     assert!(text.contains("cut short"), "{text}");
     assert!(report::json(&rep).contains(&format!("\"cut_short_at_byte\": {at}")));

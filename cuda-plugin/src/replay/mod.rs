@@ -44,7 +44,7 @@ pub fn analyse(
         devices: Vec::new(),
     };
     for t in &snap.devices {
-        let plan = trace::Plan::of(t);
+        let plan = trace::Plan::of(t, snap.cut_at.is_some());
         let (cap, src) = plan.capacity(capacity, cfg.sim_capacity);
         let ours = run::replay_device(t, &plan, &on, cap)?;
         let ours_fixed = run::replay_device(t, &plan, &off, cap)?;

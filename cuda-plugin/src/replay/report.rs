@@ -134,7 +134,8 @@ pub fn json(rep: &Report) -> String {
                 "\"peak_allocated_bytes\": {}, ",
                 "\"trace\": {{\"entries\": {}, \"allocs\": {}, \"frees\": {}, \"unreadable\": {}, ",
                 "\"starts_mid_run\": {}, \"start_blocks\": {}, \"start_bytes\": {}, ",
-                "\"repeated_frees\": {}, \"live_not_in_dump\": {}, \"recorded_ooms\": {}}}, ",
+                "\"repeated_frees\": {}, \"live_not_in_dump\": {}, \"recorded_ooms\": {}, ",
+                "\"start_from_trace_only\": {}}}, ",
                 "\"pytorch\": {{\"peak_reserved_bytes\": {}, \"reserved_over_allocated\": {:.6}, ",
                 "\"start_reserved_bytes\": {}, \"segment_allocs\": {}, \"matches_dump\": {}}}, ",
                 "\"poolside\": {}, \"poolside_expandable_false\": {}, ",
@@ -154,6 +155,7 @@ pub fn json(rep: &Report) -> String {
             p.repeated_frees,
             p.live_not_in_dump,
             p.recorded_ooms,
+            p.trace_only,
             p.pytorch_peak_reserved_bytes,
             ratio(p.pytorch_peak_reserved_bytes, p.peak_allocated_bytes),
             p.pytorch_start_reserved_bytes,
@@ -205,11 +207,11 @@ pub fn text(rep: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            "  {:<26}{:>16}{:>16}{:>26}",
+            "  {:<24}{:>14}{:>14}{:>30}",
             "", "pytorch", "poolside", "poolside (expandable:false)"
         );
         let row = |s: &mut String, name: &str, a: String, b: String, c: String| {
-            let _ = writeln!(s, "  {name:<26}{a:>16}{b:>16}{c:>26}");
+            let _ = writeln!(s, "  {name:<24}{a:>14}{b:>14}{c:>30}");
         };
         let pa = p.peak_allocated_bytes;
         row(
@@ -254,6 +256,13 @@ pub fn text(rep: &Report) -> String {
         );
         row(
             &mut s,
+            "alloc retries",
+            "-".into(),
+            d.ours.alloc_retries.to_string(),
+            d.ours_fixed.alloc_retries.to_string(),
+        );
+        row(
+            &mut s,
             "ns per operation",
             "-".into(),
             format!("{:.0}", d.ours.ns_per_op),
@@ -288,6 +297,17 @@ pub fn text(rep: &Report) -> String {
                 }
             }
             s += "\n";
+        }
+        let f = &d.ours_fixed;
+        if f.ooms + f.failed + f.unknown_frees > 0 {
+            let _ = writeln!(
+                s,
+                "  with expandable_segments:false, {} alloc(s) ran out of memory and {} failed",
+                f.ooms, f.failed
+            );
+        }
+        if p.trace_only {
+            s += "  the start state and PyTorch's reserved bytes come from the trace alone (the dump's segments describe a later point)\n";
         }
         if o.start_failed > 0 {
             let _ = writeln!(

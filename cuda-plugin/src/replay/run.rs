@@ -150,7 +150,7 @@ pub fn replay_with(
 ) -> Result<Figures, String> {
     let mut f = Figures::default();
     for t in &snap.devices {
-        let plan = Plan::of(t);
+        let plan = Plan::of(t, snap.cut_at.is_some());
         let (cap, _) = plan.capacity(capacity, cfg.sim_capacity);
         let r = replay_device(t, &plan, cfg, cap)?;
         f.peak_allocated_bytes = f.peak_allocated_bytes.max(r.peak_allocated_bytes);

@@ -89,13 +89,18 @@ pub struct Plan {
     /// Blocks the trace leaves live that the dump does not show (the trace stopped before
     /// the dump, or the dump lost them).
     pub live_not_in_dump: u64,
+    /// The file was cut short: the dump's segments (written before the traces) describe
+    /// the end of a trace that is not all there, so the start comes from the trace alone
+    /// and PyTorch's reserved bytes are the least the trace implies.
+    pub trace_only: bool,
 }
 
 impl Plan {
-    /// Reads `t`.
-    pub fn of(t: &DeviceTrace) -> Plan {
+    /// Reads `t`; `cut`: the snapshot file was cut short (see [`Plan::trace_only`]).
+    pub fn of(t: &DeviceTrace, cut: bool) -> Plan {
         let mut p = Plan {
             entries: t.events.len() as u64,
+            trace_only: cut,
             ..Default::default()
         };
         let has_completed = t.events.iter().any(|e| e.action == Action::FreeCompleted);
@@ -124,7 +129,7 @@ impl Plan {
                 }
             }
         }
-        for s in &t.segments {
+        for s in t.segments.iter().filter(|_| !cut) {
             for b in s.blocks.iter().filter(|b| b.live) {
                 if !seen.contains_key(&b.address) {
                     seen.insert(b.address, true);
@@ -180,8 +185,11 @@ impl Plan {
             }
         }
         p.peak_allocated_bytes = peak_alloc;
-        let end_reserved = t.end_reserved() as i128;
-        let mut start_res = end_reserved - res;
+        let mut start_res = if cut {
+            -low_res
+        } else {
+            t.end_reserved() as i128 - res
+        };
         if start_res + low_res < 0 {
             // More freed than the dump and the trace account for.
             p.reserved_mismatch = true;
@@ -198,7 +206,7 @@ impl Plan {
             .iter()
             .flat_map(|s| s.blocks.iter().filter(|b| b.live).map(|b| b.address))
             .collect();
-        if !t.segments.is_empty() {
+        if !t.segments.is_empty() && !cut {
             p.live_not_in_dump = live.keys().filter(|a| !dump_live.contains(a)).count() as u64;
         }
         p
