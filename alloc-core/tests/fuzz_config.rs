@@ -100,7 +100,7 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|s| s.as_bytes().to_vec()),
         2 => "\\PC{0,8}".prop_map(String::into_bytes),
         1 => any::<u64>().prop_map(|n| n.to_string().into_bytes()),
-        1 => (any::<u8>(), 200usize..3000).prop_map(|(b, n)| vec![b, n as u8].repeat(n / 2)),
+        1 => (any::<u8>(), 200usize..3000).prop_map(|(b, n)| [b, n as u8].repeat(n / 2)),
         1 => prop::collection::vec(any::<u8>(), 0..40),
     ]
 }

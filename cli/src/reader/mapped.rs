@@ -77,7 +77,7 @@ fn unchanged_for(meta: &Metadata) -> Option<u64> {
         Ok(d) => d,
         Err(e) => e.duration(),
     };
-    (age >= CREATION_GRACE).then(|| age.as_secs())
+    (age >= CREATION_GRACE).then_some(age.as_secs())
 }
 
 /// True when the first `len` bytes of the file (at most a stats file's size) are all zero.
