@@ -11,6 +11,7 @@ Importing this module does not import torch; enable() does.
 from ..errors import PoolsideError
 from ._enable import HOOKS, enable, enabled_allocator, enabled_library_path
 from ._oom import is_oom, translate_oom
+from ._snapshot import dump_snapshot, memory_snapshot, record_memory_history
 from ._stats import (
     max_memory_allocated,
     max_memory_reserved,
@@ -25,6 +26,7 @@ from ._summary import memory_summary
 __all__ = [
     "HOOKS",
     "PoolsideError",
+    "dump_snapshot",
     "enable",
     "enabled_allocator",
     "enabled_library_path",
@@ -33,9 +35,11 @@ __all__ = [
     "max_memory_reserved",
     "memory_allocated",
     "memory_reserved",
+    "memory_snapshot",
     "memory_stats",
     "memory_summary",
     "pool_stats",
+    "record_memory_history",
     "reset_peak_memory_stats",
     "translate_oom",
 ]

@@ -15,6 +15,7 @@ from ._stats import (
     memory_stats,
     reset_peak_memory_stats,
 )
+from ._snapshot import dump_snapshot, memory_snapshot, record_memory_history, segments_snapshot
 from ._summary import memory_summary
 
 REPLACEMENTS = {
@@ -26,6 +27,13 @@ REPLACEMENTS = {
     "reset_peak_memory_stats": reset_peak_memory_stats,
     "reset_max_memory_allocated": reset_peak_memory_stats,
     "memory_summary": memory_summary,
+    # The memory snapshot and history (_snapshot.py); _dump_snapshot and the visualizer
+    # read _snapshot through the module, but _dump_snapshot is replaced too in case a
+    # caller holds torch's own.
+    "_snapshot": memory_snapshot,
+    "_dump_snapshot": dump_snapshot,
+    "_record_memory_history": record_memory_history,
+    "memory_snapshot": segments_snapshot,
 }
 
 
