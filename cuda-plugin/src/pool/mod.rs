@@ -23,6 +23,7 @@ pub mod arena;
 pub mod budget;
 pub mod device_source;
 pub mod expandable;
+pub mod graph_filter;
 pub mod graph_pool;
 pub mod history;
 pub mod live;
