@@ -138,8 +138,17 @@ fn near_valid() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// `default` cases per property in CI; `PROPTEST_CASES` overrides it for a longer run
+/// (`with_cases` alone would ignore the variable).
+fn cases(default: u32) -> ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    ProptestConfig::with_cases(n.unwrap_or(default))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     #[test]
     fn arbitrary_bytes_never_panic_and_follow_the_rules(conf in prop::collection::vec(any::<u8>(), 0..400)) {

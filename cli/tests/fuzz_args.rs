@@ -70,8 +70,17 @@ fn arg() -> impl Strategy<Value = OsString> {
     ]
 }
 
+/// `default` cases per property in CI; `PROPTEST_CASES` overrides it for a longer run
+/// (`with_cases` alone would ignore the variable).
+fn cases(default: u32) -> ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    ProptestConfig::with_cases(n.unwrap_or(default))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     #[test]
     fn any_arguments_give_a_command_or_an_error(args in prop::collection::vec(arg(), 0..8)) {

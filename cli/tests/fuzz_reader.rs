@@ -196,8 +196,17 @@ fn expected(m: &Mutation, me: u32, my_ticks: u64) -> Option<&'static str> {
     }
 }
 
+/// `default` cases per property in CI; `PROPTEST_CASES` overrides it for a longer run
+/// (`with_cases` alone would ignore the variable).
+fn cases(default: u32) -> ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    ProptestConfig::with_cases(n.unwrap_or(default))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(cases(96))]
 
     #[test]
     fn arbitrary_bytes_give_a_verdict(

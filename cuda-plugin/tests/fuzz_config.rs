@@ -92,8 +92,17 @@ fn entry() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `default` cases per property in CI; `PROPTEST_CASES` overrides it for a longer run
+/// (`with_cases` alone would ignore the variable).
+fn cases(default: u32) -> ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    ProptestConfig::with_cases(n.unwrap_or(default))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     #[test]
     fn arbitrary_strings_never_panic(conf in prop_oneof![
@@ -200,7 +209,7 @@ proptest! {
 }
 
 #[test]
-fn device_capacity_beyond_u64_bytes_is_refused_not_wrapped() {
+fn regression_device_capacity_beyond_u64_bytes_is_refused_not_wrapped() {
     // Found while writing these tests: 2^44 MiB shifted left by 20 wrapped to a 0-byte
     // simulated device, without a message.
     let mut c = PluginConfig::default();
