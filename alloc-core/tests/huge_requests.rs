@@ -8,6 +8,7 @@
 //! with the same `mmap` flags poolside uses, so its answer is the kernel's answer. In mode 0
 //! the kernel's own rule (one mapping above RAM + swap is refused) is checked as well.
 
+use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,11 +54,13 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// glibc's answer: whether it hands out `size` bytes now (freed at once).
+/// glibc's answer: whether it hands out `size` bytes now (freed at once). The pointers go
+/// through `black_box`: an optimiser may otherwise drop an unused malloc/free pair and
+/// assume it succeeded.
 fn glibc_gives(size: usize) -> bool {
     // SAFETY: malloc/free of libc; the block is freed untouched.
     unsafe {
-        let p = libc::malloc(size);
+        let p = black_box(libc::malloc(black_box(size)));
         libc::free(p);
         !p.is_null()
     }
@@ -130,7 +133,7 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
         // calloc: glibc's calloc(1, size) against the engine's zeroed path.
         // SAFETY: libc calloc/free; the block is freed untouched.
         let glibc_z = unsafe {
-            let p = libc::calloc(1, size);
+            let p = black_box(libc::calloc(1, black_box(size)));
             libc::free(p);
             !p.is_null()
         };
@@ -144,7 +147,7 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
         for align in [1usize << 16, 1 << 21, 1 << 30] {
             // SAFETY: libc aligned_alloc/free; the block is freed untouched.
             let glibc_a = unsafe {
-                let p = libc::aligned_alloc(align, size);
+                let p = black_box(libc::aligned_alloc(align, black_box(size)));
                 libc::free(p);
                 !p.is_null()
             };
@@ -160,9 +163,9 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
         for old_size in [100usize, 8 << 20] {
             // SAFETY: libc malloc/realloc/free.
             let glibc_r = unsafe {
-                let p = libc::malloc(old_size);
+                let p = black_box(libc::malloc(old_size));
                 assert!(!p.is_null());
-                let q = libc::realloc(p, size);
+                let q = black_box(libc::realloc(p, black_box(size)));
                 libc::free(if q.is_null() { p } else { q });
                 !q.is_null()
             };
