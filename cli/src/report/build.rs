@@ -61,11 +61,13 @@ pub fn host(h: &HostSection, num_classes: u32) -> HostReport {
         r.misses = r.misses.saturating_add(c.misses);
         r.requested_bytes_total = r.requested_bytes_total.saturating_add(c.requested_bytes);
         r.allocated_bytes_total = r.allocated_bytes_total.saturating_add(c.allocated_bytes);
-        r.internal_waste_bytes = r.internal_waste_bytes.saturating_add(estimated_internal_waste(
-            c.live_bytes,
-            c.requested_bytes,
-            c.allocated_bytes,
-        ));
+        r.internal_waste_bytes = r
+            .internal_waste_bytes
+            .saturating_add(estimated_internal_waste(
+                c.live_bytes,
+                c.requested_bytes,
+                c.allocated_bytes,
+            ));
     }
     r.hit_rate = hit_rate(r.hits, r.misses);
     r.fragmentation = fragmentation(r.live_bytes, r.reserved_bytes);

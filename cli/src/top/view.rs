@@ -75,15 +75,15 @@ impl SortKey {
 
 fn total_live(p: &ProcessReport) -> u64 {
     // Saturating: figures from a stats file may be absurd (see report::build).
-    p.devices
-        .iter()
-        .fold(p.host.live_bytes, |t, d| t.saturating_add(d.allocated_bytes.current))
+    p.devices.iter().fold(p.host.live_bytes, |t, d| {
+        t.saturating_add(d.allocated_bytes.current)
+    })
 }
 
 fn total_reserved(p: &ProcessReport) -> u64 {
-    p.devices
-        .iter()
-        .fold(p.host.reserved_bytes, |t, d| t.saturating_add(d.reserved_bytes.current))
+    p.devices.iter().fold(p.host.reserved_bytes, |t, d| {
+        t.saturating_add(d.reserved_bytes.current)
+    })
 }
 
 fn cmp_f(a: Option<f64>, b: Option<f64>) -> Ordering {
