@@ -229,3 +229,63 @@ def test_poolside_replay_reads_it_back_with_the_pools_peaks(real_torch, real_lib
         # where the pool's did.
         assert dev["pytorch"]["start_reserved_bytes"] == 0
         assert dev["pytorch"]["peak_reserved_bytes"] == stats["reserved_bytes.all.peak"]
+
+
+def test_recording_switch_bound_and_arguments(real_lib):
+    """The library alone (no torch): what each record_memory_history argument does."""
+    got = run_json("""
+        import ctypes, json, os
+        import poolside.torch as pt
+        from poolside.errors import PoolsideError
+        lib = ctypes.CDLL(os.environ["POOLSIDE_CUDA_LIB"])
+        lib.poolside_cuda_malloc.restype = ctypes.c_void_p
+        lib.poolside_cuda_malloc.argtypes = [ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        lib.poolside_cuda_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        def churn(n):
+            for i in range(n):
+                lib.poolside_cuda_free(lib.poolside_cuda_malloc(512 * (i + 1), 0, None), 0, 0, None)
+        def actions():
+            return [e["action"] for e in pt.memory_snapshot()["device_traces"][0]]
+        out = {}
+        churn(3)
+        out["off"] = actions()
+        pt.record_memory_history(max_entries=5)
+        churn(10)
+        out["bounded"] = actions()
+        pt.record_memory_history(max_entries=1000, skip_actions=["free_requested", "snapshot"])
+        churn(2)
+        out["kept_and_skipped"] = actions()
+        pt.record_memory_history(max_entries=1000, clear_history=True)
+        churn(1)
+        out["cleared"] = actions()
+        pt.record_memory_history("state")
+        churn(2)
+        out["state"] = actions()
+        pt.record_memory_history(True, trace_alloc_max_entries=3)  # the legacy form
+        churn(2)
+        out["legacy"] = actions()
+        pt.record_memory_history(None)
+        out["disabled"] = actions()
+        churn(2)
+        out["still_off"] = actions()
+        errors = []
+        for kwargs in ({"enabled": "yes"}, {"context": "some"}, {"stacks": "cpp"}, {"max_entries": -1},
+                       {"skip_actions": ["allocate"]}):
+            try:
+                pt.record_memory_history(**kwargs)
+            except PoolsideError as e:
+                errors.append(str(e))
+        out["errors"] = errors
+        out["after_errors"] = actions()
+        print(json.dumps(out))
+    """, [PYTHON_DIR], POOLSIDE_CUDA_LIB=real_lib, POOLSIDE_CUDA_DRIVER="sim")
+    assert got["off"] == []
+    assert len(got["bounded"]) == 5 and got["bounded"][-1] == "free_completed"
+    kept = got["kept_and_skipped"]
+    assert kept[:5] == got["bounded"] and kept[5:] == ["alloc", "free_completed"] * 2
+    assert got["cleared"] == ["alloc", "free_requested", "free_completed"]
+    assert got["state"] == ["free_completed"]
+    assert got["legacy"] == ["alloc", "free_requested", "free_completed"]
+    assert got["disabled"] == [] and got["still_off"] == []
+    assert len(got["errors"]) == 5 and "invalid enabled 'yes'" in got["errors"][0]
+    assert got["after_errors"] == [], "a refused call changes nothing"
