@@ -104,6 +104,7 @@ fn reads_what_python_reads_in_every_kept_snapshot() {
         "train_p4.pickle",
         "multi_gpu_p4.pickle",
         "infer_p4.pickle",
+        "train_large_p4.pickle",
     ] {
         let path = data("snapshots").join(name);
         let s = parse(&std::fs::read(&path).unwrap()).unwrap();
@@ -122,7 +123,12 @@ fn protocols_2_to_5_read_alike_and_the_script_remakes_the_kept_files() {
         .status()
         .unwrap();
     assert!(st.success());
-    for kept in ["train_p2.pickle", "train_p4.pickle", "multi_gpu_p4.pickle"] {
+    for kept in [
+        "train_p2.pickle",
+        "train_p4.pickle",
+        "multi_gpu_p4.pickle",
+        "train_large_p4.pickle",
+    ] {
         assert!(
             std::fs::read(dir.join(kept)).unwrap() == snap(kept),
             "make_snapshots.py no longer makes tests/data/snapshots/{kept}"
@@ -406,4 +412,25 @@ fn refuses_what_is_not_a_snapshot() {
         .unwrap_err()
         .contains("cannot read"));
     std::fs::remove_file(p).ok();
+}
+
+/// A measurement, not a check: `POOLSIDE_BIG_SNAPSHOT=big.pickle cargo test --release -p
+/// poolside-cuda --test replay -- --ignored --nocapture big` (make big.pickle with
+/// `make_snapshots.py DIR --big 100`).
+#[test]
+#[ignore]
+fn big_snapshot_decode_time() {
+    let Ok(path) = std::env::var("POOLSIDE_BIG_SNAPSHOT") else {
+        println!("skipped: set POOLSIDE_BIG_SNAPSHOT to a snapshot file");
+        return;
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    let t = std::time::Instant::now();
+    let s = parse(&bytes).unwrap();
+    println!(
+        "{path}: {} bytes, {} entries, decoded in {:.2} s",
+        bytes.len(),
+        s.devices.iter().map(|d| d.events.len()).sum::<usize>(),
+        t.elapsed().as_secs_f64()
+    );
 }

@@ -211,13 +211,13 @@ def snapshot(allocs):
     }
 
 
-def train_snapshot(seed, steps, max_entries, devices=1):
+def train_snapshot(seed, steps, max_entries, devices=1, hidden=512, layers=6):
     rng = random.Random(seed)
     frames = make_frames(rng, 10)
     allocs = []
     for d in range(devices):
         a = Allocator(d, 0x7F0000000000 + d * (1 << 36), frames, max_entries)
-        training(a, rng, steps, hidden=512 + 256 * d, layers=6)
+        training(a, rng, steps, hidden=hidden + 256 * d, layers=layers)
         allocs.append(a)
     return snapshot(allocs)
 
@@ -249,6 +249,7 @@ FILES = {
     "train_p4.pickle": "the same snapshot, protocol 4 (pickle.dump's default, FRAME + MEMOIZE)",
     "train_p5.pickle": "the same snapshot, protocol 5 (not kept: the test makes it)",
     "multi_gpu_p4.pickle": "training on 2 devices (different sizes), 16 steps, last 1000 entries each, protocol 4",
+    "train_large_p4.pickle": "training at a larger scale (hidden 4096, 8 layers: GiBs), 30 steps, last 2000 entries, protocol 4",
     "infer_p4.pickle": "inference with a growing KV cache, 60 tokens, last 2000 entries, protocol 4",
     "cut_short_p4.pickle": "train_p4.pickle cut at 60% of its bytes (a dump that did not finish)",
 }
@@ -261,6 +262,7 @@ def main():
     for p in (2, 3, 4, 5):
         dump(train, os.path.join(out, f"train_p{p}.pickle"), p)
     dump(train_snapshot(seed=2, steps=16, max_entries=1000, devices=2), os.path.join(out, "multi_gpu_p4.pickle"), 4)
+    dump(train_snapshot(seed=5, steps=30, max_entries=2000, hidden=4096, layers=8), os.path.join(out, "train_large_p4.pickle"), 4)
     dump(infer_snapshot(seed=3, tokens=60, max_entries=2000), os.path.join(out, "infer_p4.pickle"), 4)
     dump(train, os.path.join(out, "cut_short_p4.pickle"), 4)
     cut(os.path.join(out, "cut_short_p4.pickle"), 0.6)
