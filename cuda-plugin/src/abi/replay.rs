@@ -9,7 +9,10 @@ use std::path::Path;
 /// Replays the PyTorch memory snapshot at `path` (NUL-terminated) on the simulated
 /// driver. Returns 0 with the report in `*out`, or 1 with an error message in `*out`;
 /// `*out` must be released with [`poolside_cuda_replay_free`]. `json` non-zero asks for
-/// the JSON report.
+/// the JSON report. Hostile input (a pickle that would build objects, nesting beyond the
+/// decoder's bounds, forged lengths) is an error message like any other: the decoder never
+/// recurses on the input and never panics on it, so the calling process (Python, through
+/// ctypes) survives it.
 ///
 /// # Safety
 /// `path` is a NUL-terminated string and `out` a valid pointer to write to.
