@@ -66,8 +66,12 @@ pub fn run(lib: &Path, snapshot: &Path, json: bool) -> Result<String, String> {
     let replay = sym(c"poolside_cuda_replay")?;
     let free = sym(c"poolside_cuda_replay_free")?;
     // SAFETY: the symbols are the plugin's documented entry points with these signatures.
-    let (replay, free): (ReplayFn, FreeFn) =
-        unsafe { (std::mem::transmute(replay), std::mem::transmute(free)) };
+    let (replay, free) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, ReplayFn>(replay),
+            std::mem::transmute::<*mut c_void, FreeFn>(free),
+        )
+    };
     let mut out: *mut c_char = std::ptr::null_mut();
     // SAFETY: valid NUL-terminated path and out-pointer, per the entry point's contract.
     let code = unsafe { replay(snap_c.as_ptr(), json as c_int, &mut out) };

@@ -88,8 +88,8 @@ fn bad_snapshots_get_a_message_and_exit_1() {
     let snap = dir.join("bad.pickle");
     // A list nested 10,000 deep (what pickle.dumps writes for it): refused, no abort.
     let mut deep = vec![0x80, 4];
-    deep.extend(std::iter::repeat([b']', 0x94]).take(10_000).flatten());
-    deep.extend(std::iter::repeat(b'a').take(9_999));
+    deep.extend(std::iter::repeat_n([b']', 0x94], 10_000).flatten());
+    deep.extend(std::iter::repeat_n(b'a', 9_999));
     deep.push(b'.');
     std::fs::write(&snap, &deep).unwrap();
     let out = replay(&[], &snap);

@@ -252,8 +252,8 @@ fn nested(depth: usize) -> Vec<u8> {
     // What `pickle.dumps` writes for a list nested `depth` deep (protocol 4), built here
     // because Python's pickler itself needs sys.setrecursionlimit for it.
     let mut b = vec![0x80, 4];
-    b.extend(std::iter::repeat([b']', 0x94]).take(depth).flatten());
-    b.extend(std::iter::repeat(b'a').take(depth - 1));
+    b.extend(std::iter::repeat_n([b']', 0x94], depth).flatten());
+    b.extend(std::iter::repeat_n(b'a', depth - 1));
     b.push(b'.');
     b
 }

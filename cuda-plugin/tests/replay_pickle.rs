@@ -249,7 +249,7 @@ fn rare_opcodes_and_self_reference() {
 fn bounds_are_refusals() {
     // More than a million values on the stack.
     let mut b = vec![0x80, 4];
-    b.extend(std::iter::repeat(b'N').take((1 << 20) + 1));
+    b.extend(std::iter::repeat_n(b'N', (1 << 20) + 1));
     b.push(b'.');
     assert!(decode(&b)
         .unwrap_err()
@@ -266,16 +266,16 @@ fn bounds_are_refusals() {
     let mut b = vec![0x80, 4, b'}', b'(', 0x8c, 13];
     b.extend(b"device_traces");
     b.extend([b']', b'(', b']', 0x94, b'(']);
-    b.extend(std::iter::repeat([b'}', b'(', 0x8c, 6]).take(1).flatten());
+    b.extend([b'}', b'(', 0x8c, 6]);
     b.extend(b"action");
     b.extend([0x8c, 5]);
     b.extend(b"alloc");
     b.extend([0x8c, 4]);
     b.extend(b"size");
     b.extend([b'K', 1, b'u']);
-    b.extend(std::iter::repeat(b'2').take(20_000));
+    b.extend(std::iter::repeat_n(b'2', 20_000));
     b.extend([b'e']);
-    b.extend(std::iter::repeat([b'h', 0]).take(4000).flatten());
+    b.extend(std::iter::repeat_n([b'h', 0], 4000).flatten());
     b.extend([b'e', b'u', b'.']);
     let e = parse(&b).unwrap_err();
     assert!(e.contains("over and over") || e.contains("device 4"), "{e}");

@@ -7,6 +7,7 @@
 //! Reserved bytes are what each allocator took from the device.
 
 use super::snapshot::{Action, DeviceTrace};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 /// PyTorch's smallest block and rounding step.
@@ -117,7 +118,7 @@ impl Plan {
         let mut seen: HashMap<u64, bool> = HashMap::new();
         for e in &t.events {
             if e.action == Action::Alloc || is_free(e.action) {
-                if let std::collections::hash_map::Entry::Vacant(v) = seen.entry(e.addr) {
+                if let Entry::Vacant(v) = seen.entry(e.addr) {
                     v.insert(true);
                     if is_free(e.action) {
                         p.start.push(StartBlock {
@@ -131,8 +132,8 @@ impl Plan {
         }
         for s in t.segments.iter().filter(|_| !cut) {
             for b in s.blocks.iter().filter(|b| b.live) {
-                if !seen.contains_key(&b.address) {
-                    seen.insert(b.address, true);
+                if let Entry::Vacant(v) = seen.entry(b.address) {
+                    v.insert(true);
                     p.start.push(StartBlock {
                         addr: b.address,
                         size: b.requested_size.max(1),
