@@ -64,15 +64,20 @@ typedef struct DeviceSection {
    */
   struct Gauge segments;
   /**
-   * Bytes of device memory mapped into reservations.
+   * Bytes of device memory the pool holds from the driver: mapped pages (expandable
+   * segments) or cuMemAlloc segments. Equal to `reserved_bytes.current` today; kept
+   * apart because C readers of version 1 know the field.
    */
   uint64_t mapped_bytes;
   /**
-   * Bytes free inside the pool, ready for reuse.
+   * Bytes free inside the pool: reserved - active = `cached_bytes` +
+   * `fragmented_bytes.current`.
    */
   uint64_t cached_free_bytes;
   /**
-   * Largest free block inside the pool.
+   * The largest contiguous free memory the pool holds (backed by device memory, no
+   * block on it): what one large request can get without a driver call. Kept up to
+   * date by the pool's arenas; current whenever the section is published.
    */
   uint64_t largest_free_block;
   uint64_t hits;
@@ -98,7 +103,18 @@ typedef struct DeviceSection {
    * `reserved_bytes`, and never handed to ordinary allocations.
    */
   struct Gauge private_pool_bytes;
-  uint64_t _reserved[3];
+  /**
+   * Free bytes the pool could give back to the driver now (`empty_cache` would):
+   * mapped pages, cuMemAlloc segments and small-block pages that no active block
+   * touches, outside CUDA graphs' private pools.
+   */
+  uint64_t cached_bytes;
+  /**
+   * Free bytes that cannot be given back: they share a page or segment with an
+   * active block (or belong to a graph's private pool, or to pages the driver refused
+   * to unmap). reserved - active - cached; PyTorch's `inactive_split_bytes`.
+   */
+  struct Gauge fragmented_bytes;
 } DeviceSection;
 
 #ifdef __cplusplus
@@ -171,7 +187,10 @@ void poolside_cuda_reset_peak_stats(int device);
  * Replays the PyTorch memory snapshot at `path` (NUL-terminated) on the simulated
  * driver. Returns 0 with the report in `*out`, or 1 with an error message in `*out`;
  * `*out` must be released with [`poolside_cuda_replay_free`]. `json` non-zero asks for
- * the JSON report.
+ * the JSON report. Hostile input (a pickle that would build objects, nesting beyond the
+ * decoder's bounds, forged lengths) is an error message like any other: the decoder never
+ * recurses on the input and never panics on it, so the calling process (Python, through
+ * ctypes) survives it.
  *
  * # Safety
  * `path` is a NUL-terminated string and `out` a valid pointer to write to.

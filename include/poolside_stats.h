@@ -77,7 +77,11 @@ typedef struct poolside_HostSection {
   uint64_t heaps_abandoned;
   // Times a fold of thread-local counters reached this section.
   uint64_t folds;
-  uint64_t _reserved[7];
+  // Bytes of `reserved_bytes` the pool could return to the OS now: free spans not
+  // yet purged, and freed huge mappings kept for reuse. The rest of the free memory
+  // (reserved - live - cached) shares a span with live blocks: fragmentation.
+  uint64_t cached_bytes;
+  uint64_t _reserved[6];
   // Per class; slots `NUM_CLASSES..` are `LARGE_SLOT` and `HUGE_SLOT`.
   struct poolside_ClassCounters classes[POOLSIDE_MAX_CLASSES];
 } poolside_HostSection;
@@ -113,11 +117,16 @@ typedef struct poolside_DeviceSection {
   struct poolside_Gauge allocations;
   // Segments (reservations or cuMemAlloc blocks) held.
   struct poolside_Gauge segments;
-  // Bytes of device memory mapped into reservations.
+  // Bytes of device memory the pool holds from the driver: mapped pages (expandable
+  // segments) or cuMemAlloc segments. Equal to `reserved_bytes.current` today; kept
+  // apart because C readers of version 1 know the field.
   uint64_t mapped_bytes;
-  // Bytes free inside the pool, ready for reuse.
+  // Bytes free inside the pool: reserved - active = `cached_bytes` +
+  // `fragmented_bytes.current`.
   uint64_t cached_free_bytes;
-  // Largest free block inside the pool.
+  // The largest contiguous free memory the pool holds (backed by device memory, no
+  // block on it): what one large request can get without a driver call. Kept up to
+  // date by the pool's arenas; current whenever the section is published.
   uint64_t largest_free_block;
   uint64_t hits;
   uint64_t misses;
@@ -136,7 +145,14 @@ typedef struct poolside_DeviceSection {
   // capture pools): reserved for the graphs until they are released, part of
   // `reserved_bytes`, and never handed to ordinary allocations.
   struct poolside_Gauge private_pool_bytes;
-  uint64_t _reserved[3];
+  // Free bytes the pool could give back to the driver now (`empty_cache` would):
+  // mapped pages, cuMemAlloc segments and small-block pages that no active block
+  // touches, outside CUDA graphs' private pools.
+  uint64_t cached_bytes;
+  // Free bytes that cannot be given back: they share a page or segment with an
+  // active block (or belong to a graph's private pool, or to pages the driver refused
+  // to unmap). reserved - active - cached; PyTorch's `inactive_split_bytes`.
+  struct poolside_Gauge fragmented_bytes;
 } poolside_DeviceSection;
 
 // The whole file.

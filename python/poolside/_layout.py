@@ -46,9 +46,10 @@ class DeviceSection(ctypes.Structure):
         ("event_query_failures", u64),
         ("sync_fallbacks", u64),
         ("private_pool_bytes", Gauge),
-        ("_reserved", u64 * 3),
+        ("cached_bytes", u64),
+        ("fragmented_bytes", Gauge),
     ]
 
 
-# 6 scalars (8+4+4+8+8+8 = 40) + 7 gauges (112) + 12 counters (96) + 3 reserved (24).
+# 6 scalars (8+4+4+8+8+8 = 40) + 8 gauges (128) + 13 counters (104).
 DEVICE_SECTION_SIZE = 272

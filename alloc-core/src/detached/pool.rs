@@ -11,7 +11,8 @@
 //! - a page is in the empty list exactly when it is committed and serves no class;
 //! - `order[..count]` holds the slots of live chunks sorted by base address;
 //! - `live_bytes` and `live_blocks` are the sums over live blocks; `committed_pages` the
-//!   sum of the chunks' `committed`.
+//!   sum of the chunks' `committed`; `idle_pages` counts the committed pages without a
+//!   live block (what `trim` would decommit), so statistics never walk the pages.
 //!
 //! Memory handed out is never touched by the pool. Nothing here allocates, formats or
 //! panics; a failed commit or reservation is reported as `None` and changes nothing
@@ -60,6 +61,8 @@ pub struct PoolStats {
     pub live_bytes: usize,
     pub live_blocks: usize,
     pub chunks: usize,
+    /// Bytes of committed pages holding no live block (`trim` would return them).
+    pub idle_bytes: usize,
 }
 
 /// A size-class pool over `S`, one owner at a time (the caller locks).
@@ -74,6 +77,7 @@ pub struct DetachedPool<S: MemorySource> {
     committed_pages: usize,
     live_bytes: usize,
     live_blocks: usize,
+    idle_pages: usize,
 }
 
 // SAFETY: the raw pointers are host mappings owned by the pool; moving the pool to another
@@ -107,6 +111,7 @@ impl<S: MemorySource> DetachedPool<S> {
             committed_pages: 0,
             live_bytes: 0,
             live_blocks: 0,
+            idle_pages: 0,
         })
     }
 
@@ -193,6 +198,9 @@ impl<S: MemorySource> DetachedPool<S> {
         // SAFETY: r is in class list c, so it is live and has a free block.
         let m = unsafe { self.meta(r) };
         let i = m.take()?;
+        if m.used == 1 {
+            self.idle_pages -= 1;
+        }
         if m.used == m.capacity {
             let mut head = self.heads[c];
             // SAFETY: r is in class list c.
@@ -250,6 +258,7 @@ impl<S: MemorySource> DetachedPool<S> {
                 m.committed = true;
                 self.chunks[slot].committed += 1;
                 self.committed_pages += 1;
+                self.idle_pages += 1;
                 return Some((pref(slot, i), true));
             }
         }
@@ -368,6 +377,7 @@ impl<S: MemorySource> DetachedPool<S> {
         let was_full = m.used == m.capacity;
         m.put(in_page / bs);
         let now_empty = m.used == 0;
+        self.idle_pages += now_empty as usize;
         self.live_bytes -= bs;
         self.live_blocks -= 1;
         let mut head = self.heads[c];
@@ -437,6 +447,7 @@ impl<S: MemorySource> DetachedPool<S> {
                 m.committed = false;
                 self.chunks[s].committed -= 1;
                 self.committed_pages -= 1;
+                self.idle_pages -= 1;
                 freed += PAGE;
             }
         }
@@ -475,6 +486,7 @@ impl<S: MemorySource> DetachedPool<S> {
             live_bytes: self.live_bytes,
             live_blocks: self.live_blocks,
             chunks: self.count,
+            idle_bytes: self.idle_pages * PAGE,
         }
     }
 }
@@ -502,6 +514,7 @@ impl<S: MemorySource> Drop for DetachedPool<S> {
             self.chunks[s].committed = 0;
         }
         self.committed_pages = 0;
+        self.idle_pages = 0;
         self.release_empty_chunks();
     }
 }

@@ -77,7 +77,11 @@ pub struct HostSection {
     pub heaps_abandoned: u64,
     /// Times a fold of thread-local counters reached this section.
     pub folds: u64,
-    pub _reserved: [u64; 7],
+    /// Bytes of `reserved_bytes` the pool could return to the OS now: free spans not
+    /// yet purged, and freed huge mappings kept for reuse. The rest of the free memory
+    /// (reserved - live - cached) shares a span with live blocks: fragmentation.
+    pub cached_bytes: u64,
+    pub _reserved: [u64; 6],
     /// Per class; slots `NUM_CLASSES..` are `LARGE_SLOT` and `HUGE_SLOT`.
     pub classes: [ClassCounters; MAX_CLASSES],
 }
@@ -117,11 +121,16 @@ pub struct DeviceSection {
     pub allocations: Gauge,
     /// Segments (reservations or cuMemAlloc blocks) held.
     pub segments: Gauge,
-    /// Bytes of device memory mapped into reservations.
+    /// Bytes of device memory the pool holds from the driver: mapped pages (expandable
+    /// segments) or cuMemAlloc segments. Equal to `reserved_bytes.current` today; kept
+    /// apart because C readers of version 1 know the field.
     pub mapped_bytes: u64,
-    /// Bytes free inside the pool, ready for reuse.
+    /// Bytes free inside the pool: reserved - active = `cached_bytes` +
+    /// `fragmented_bytes.current`.
     pub cached_free_bytes: u64,
-    /// Largest free block inside the pool.
+    /// The largest contiguous free memory the pool holds (backed by device memory, no
+    /// block on it): what one large request can get without a driver call. Kept up to
+    /// date by the pool's arenas; current whenever the section is published.
     pub largest_free_block: u64,
     pub hits: u64,
     pub misses: u64,
@@ -140,7 +149,14 @@ pub struct DeviceSection {
     /// capture pools): reserved for the graphs until they are released, part of
     /// `reserved_bytes`, and never handed to ordinary allocations.
     pub private_pool_bytes: Gauge,
-    pub _reserved: [u64; 3],
+    /// Free bytes the pool could give back to the driver now (`empty_cache` would):
+    /// mapped pages, cuMemAlloc segments and small-block pages that no active block
+    /// touches, outside CUDA graphs' private pools.
+    pub cached_bytes: u64,
+    /// Free bytes that cannot be given back: they share a page or segment with an
+    /// active block (or belong to a graph's private pool, or to pages the driver refused
+    /// to unmap). reserved - active - cached; PyTorch's `inactive_split_bytes`.
+    pub fragmented_bytes: Gauge,
 }
 
 /// The whole file.

@@ -148,6 +148,11 @@ impl Arena {
         self.ranges.iter().map(|(&a, &r)| (a, r))
     }
 
+    /// Size of the largest free range (O(log n): `free` is ordered by size).
+    pub fn largest_free(&self) -> u64 {
+        self.free.last().map_or(0, |&(s, _)| s)
+    }
+
     /// Bytes in free ranges.
     pub fn free_bytes(&self) -> u64 {
         self.free_bytes

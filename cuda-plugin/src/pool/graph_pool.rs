@@ -269,7 +269,10 @@ impl DevicePool {
         let mut st = self.state.lock();
         st.graph
             .begin(id, filter)
-            .map_err(|(e, f)| (e.to_string(), f))
+            .map_err(|(e, f)| (e.to_string(), f))?;
+        // A pool used again keeps its free memory: no longer cached (statistics).
+        Self::publish_gauges(&mut st);
+        Ok(())
     }
 
     /// PyTorch's endAllocateToPool: the capture into `id` is over. Its pool keeps its
@@ -303,6 +306,8 @@ impl DevicePool {
         let mut st = self.state.lock();
         st.graph.release(id).map_err(|e| e.to_string())?;
         self.free_released_pools(&mut st);
+        // A pool no graph uses gives its free memory back on demand: cached now.
+        Self::publish_gauges(&mut st);
         Ok(())
     }
 

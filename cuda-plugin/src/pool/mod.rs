@@ -93,6 +93,8 @@ struct State {
     graph: GraphPools,
     /// Trace entries for PyTorch's memory snapshot (history.rs).
     history: history::Ring,
+    /// The driver's free memory as last asked (stats.rs).
+    free_probe: stats::FreeProbe,
 }
 
 /// The pool of one device.
@@ -135,6 +137,8 @@ impl DevicePool {
         let mut stats = stats::empty(dev);
         stats.total_memory = total;
         stats.free_memory = free;
+        let mut free_probe = stats::FreeProbe::default();
+        free_probe.answer(free, 0);
         let budget = Arc::new(Budget::default());
         if cfg.memory_fraction > 0.0 {
             let l = (cfg.memory_fraction * total as f64) as u64;
@@ -161,6 +165,7 @@ impl DevicePool {
                 invalid_frees: 0,
                 graph: GraphPools::default(),
                 history: history::Ring::default(),
+                free_probe,
             }),
         })
     }
@@ -244,9 +249,7 @@ impl DevicePool {
     /// Counts an out-of-memory, publishes, and builds PyTorch's message for it.
     fn out_of_memory(&self, st: &mut State, size: usize) -> AllocError {
         st.stats.ooms += 1;
-        if let Ok((free, _)) = self.driver.mem_info(self.dev) {
-            st.stats.free_memory = free;
-        }
+        self.refresh_free_memory(st, true);
         Self::trace_oom(st, size);
         self.publish(st);
         let s = &st.stats;
@@ -366,6 +369,12 @@ impl DevicePool {
             return Err(UnknownPointer::NotAllocated);
         };
         Self::trace_free(&mut st, ptr, live.requested, live.stream, false);
+        // As PyTorch: the block leaves allocated (and requested, allocations) at free;
+        // it stays active until it is back in its pool (record_stream events pending).
+        let s = &mut st.stats;
+        s.requested_bytes.current -= live.requested;
+        s.allocated_bytes.current -= live.size;
+        s.allocations.current -= 1;
         if live.uses.is_empty() {
             self.return_block(&mut st, ptr, &live);
             Self::publish_gauges(&mut st);
@@ -374,6 +383,7 @@ impl DevicePool {
         if st.graph.capturing() {
             // Events recorded now could not be queried: after the capture (graph_pool.rs).
             st.graph.deferred.push((ptr, live));
+            Self::publish_gauges(&mut st);
             return Ok(());
         }
         self.free_used_elsewhere(&mut st, ptr, live);
@@ -392,11 +402,7 @@ impl DevicePool {
         } else {
             pool.free_large(ptr, live.size);
         }
-        let s = &mut st.stats;
-        s.requested_bytes.current -= live.requested;
-        s.allocated_bytes.current -= live.size;
-        s.active_bytes.current -= live.size;
-        s.allocations.current -= 1;
+        st.stats.active_bytes.current -= live.size;
         st.graph.on_return(st.streams[live.stream as usize].owner);
         if st.graph.freeable {
             self.free_released_pools(st);
@@ -488,9 +494,7 @@ impl DevicePool {
         }
         self.process_pending(&mut st, true);
         self.release_cached(&mut st, u64::MAX);
-        if let Ok((free, _)) = self.driver.mem_info(self.dev) {
-            st.stats.free_memory = free;
-        }
+        self.refresh_free_memory(&mut st, true);
         self.publish(&mut st);
     }
 
@@ -511,13 +515,7 @@ impl DevicePool {
 
     /// The statistics torch.cuda.memory_stats reports, and more.
     pub fn stats(&self) -> DeviceSection {
-        let mut st = self.state.lock();
-        st.stats.largest_free_block = st
-            .streams
-            .iter()
-            .map(|p| p.largest_free())
-            .max()
-            .unwrap_or(0);
+        let st = self.state.lock();
         let mut s = st.stats;
         s.seq = 0;
         s
@@ -535,16 +533,12 @@ impl DevicePool {
         self.state.lock().invalid_frees
     }
 
-    /// After an operation that changed only live blocks (no device memory): refreshes
-    /// the one derived figure that depends on them and copies the section out.
+    /// After an operation that changed only blocks (no device memory): refreshes the
+    /// derived figures that depend on them and copies the section out.
     #[inline]
     fn publish_gauges(st: &mut State) {
-        let s = &mut st.stats;
-        s.cached_free_bytes = s
-            .reserved_bytes
-            .current
-            .saturating_sub(s.active_bytes.current);
-        stats::publish(s);
+        Self::refresh_figures(st);
+        stats::publish(&st.stats);
     }
 
     /// Refreshes the derived figures and copies them to the shared stats file.
@@ -568,11 +562,14 @@ impl DevicePool {
         stats::set(&mut s.reserved_bytes, reserved);
         stats::set(&mut s.segments, segments);
         stats::set(&mut s.private_pool_bytes, private);
-        s.mapped_bytes = if self.expandable { reserved } else { 0 };
-        s.cached_free_bytes = reserved.saturating_sub(s.active_bytes.current);
+        // Every byte reserved is held from the driver, mapped pages or cuMemAlloc
+        // segments alike.
+        s.mapped_bytes = reserved;
         s.device_allocs = small_allocs + st.large_allocs;
         s.device_frees = small_frees + st.large_frees;
-        stats::publish(s);
+        self.refresh_free_memory(st, false);
+        Self::refresh_figures(st);
+        stats::publish(&st.stats);
     }
 
     /// Checks the invariants listed in the module documentation.
@@ -630,21 +627,26 @@ impl DevicePool {
                 st.budget.reserved()
             ));
         }
-        let live_bytes: u64 = st.live.values().map(|l| l.size).sum::<u64>()
-            + st.pending.iter().map(|p| p.live.size).sum::<u64>()
-            + st.graph.deferred.iter().map(|d| d.1.size).sum::<u64>();
+        let live_bytes: u64 = st.live.values().map(|l| l.size).sum::<u64>();
         if live_bytes != st.stats.allocated_bytes.current {
             return Err(format!(
                 "allocated {} but blocks hold {live_bytes}",
                 st.stats.allocated_bytes.current
             ));
         }
-        let req: u64 = st.live.values().map(|l| l.requested).sum::<u64>()
-            + st.pending.iter().map(|p| p.live.requested).sum::<u64>()
-            + st.graph.deferred.iter().map(|d| d.1.requested).sum::<u64>();
+        let waiting: u64 = st.pending.iter().map(|p| p.live.size).sum::<u64>()
+            + st.graph.deferred.iter().map(|d| d.1.size).sum::<u64>();
+        if live_bytes + waiting != st.stats.active_bytes.current {
+            return Err(format!(
+                "active {} but blocks hold {live_bytes} live and {waiting} waiting",
+                st.stats.active_bytes.current
+            ));
+        }
+        let req: u64 = st.live.values().map(|l| l.requested).sum::<u64>();
         if req != st.stats.requested_bytes.current {
             return Err("requested bytes disagree".into());
         }
+        self.check_figures(&st)?;
         self.check_graph(&st)
     }
 }

@@ -3,8 +3,88 @@
 //! file after each operation under its seqlock, the pool lock being this section's
 //! writer lock.
 
+use super::graph_pool::Owner;
+use super::{DevicePool, State};
 use alloc_core::stats::layout::{DeviceSection, Gauge};
 use alloc_core::stats::{seqlock, shm};
+use std::time::{Duration, Instant};
+
+/// Least time between two questions to the driver about free device memory.
+pub const FREE_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The driver's free device memory as last asked, and the pool's reserved bytes then.
+/// Between two questions the pool's own changes are applied to it, so `free_memory`
+/// follows every map and unmap at once; what other processes do shows at the next
+/// question (at most every [`FREE_PROBE_INTERVAL`] while the pool maps or unmaps, and
+/// on every out-of-memory and `empty_cache`).
+#[derive(Debug, Default)]
+pub struct FreeProbe {
+    free: u64,
+    reserved: u64,
+    at: Option<Instant>,
+}
+
+impl FreeProbe {
+    /// Records an answer of the driver.
+    pub fn answer(&mut self, free: u64, reserved: u64) {
+        self.free = free;
+        self.reserved = reserved;
+        self.at = Some(Instant::now());
+    }
+
+    /// Whether the last answer is older than the interval (or there is none).
+    pub fn stale(&self) -> bool {
+        self.at.is_none_or(|t| t.elapsed() >= FREE_PROBE_INTERVAL)
+    }
+
+    /// Free device memory now that the pool holds `reserved` bytes.
+    pub fn estimate(&self, reserved: u64, total: u64) -> u64 {
+        (self.free + self.reserved)
+            .saturating_sub(reserved)
+            .min(total)
+    }
+}
+
+impl DevicePool {
+    /// Asks the driver for free memory when `force` or the last answer is stale (not
+    /// during a capture: only the estimate then), and sets `free_memory`.
+    pub(super) fn refresh_free_memory(&self, st: &mut State, force: bool) {
+        let reserved = st.budget.reserved();
+        if (force || st.free_probe.stale()) && !st.graph.capturing() {
+            if let Ok((free, _)) = self.driver.mem_info(self.dev) {
+                st.free_probe.answer(free, reserved);
+            }
+        }
+        st.stats.free_memory = st.free_probe.estimate(reserved, self.total);
+    }
+
+    /// Sets the figures derived from the pool's structures: free, cached and fragmented
+    /// bytes, and the largest free block. Each stream pool keeps its own up to date
+    /// (`StreamPool::large_cached`, `largest_free`, the small pool's idle pages), so this
+    /// costs O(streams), whatever the pool holds. Call with `reserved_bytes` current.
+    pub(super) fn refresh_figures(st: &mut State) {
+        let mut cached = 0;
+        let mut largest = 0;
+        for p in &st.streams {
+            if p.owner == Owner::General {
+                // Only the general pools serve ordinary requests.
+                largest = largest.max(p.largest_free());
+            }
+            if !st.graph.keeps(p.owner) {
+                cached += p.small.stats().idle_bytes as u64 + p.large_cached();
+            }
+        }
+        let s = &mut st.stats;
+        let free = s
+            .reserved_bytes
+            .current
+            .saturating_sub(s.active_bytes.current);
+        s.cached_free_bytes = free;
+        s.cached_bytes = cached.min(free);
+        set(&mut s.fragmented_bytes, free - s.cached_bytes);
+        s.largest_free_block = largest;
+    }
+}
 
 /// A section with nothing counted yet.
 pub fn empty(device: i32) -> DeviceSection {
@@ -34,7 +114,8 @@ pub fn empty(device: i32) -> DeviceSection {
         event_query_failures: 0,
         sync_fallbacks: 0,
         private_pool_bytes: Gauge::default(),
-        _reserved: [0; 3],
+        cached_bytes: 0,
+        fragmented_bytes: Gauge::default(),
     }
 }
 
@@ -63,31 +144,9 @@ pub fn reset_peaks(s: &mut DeviceSection) {
         &mut s.allocations,
         &mut s.segments,
         &mut s.private_pool_bytes,
+        &mut s.fragmented_bytes,
     ] {
         g.peak = g.current;
-    }
-}
-
-/// Copies the words from `requested_bytes` through `misses` (what a cache hit or an
-/// immediate free changes) into the shared section.
-#[inline]
-pub fn publish_gauges(s: &DeviceSection) {
-    let dst = shm::device_section(s.device as usize);
-    if dst.is_null() || s.device < 0 {
-        return;
-    }
-    let base = s as *const DeviceSection as usize;
-    let first = (core::ptr::addr_of!(s.requested_bytes) as usize - base) / 8;
-    let last = (core::ptr::addr_of!(s.misses) as usize - base) / 8;
-    let src = s as *const DeviceSection as *const u64;
-    let dst = dst as *mut u64;
-    // SAFETY: as in `publish`; first..=last are word indexes inside the section.
-    unsafe {
-        seqlock::begin_write(dst);
-        for i in first..=last {
-            seqlock::set(dst.add(i), src.add(i).read());
-        }
-        seqlock::end_write(dst);
     }
 }
 
@@ -110,5 +169,48 @@ pub fn publish(s: &DeviceSection) {
             seqlock::set(dst.add(i), src.add(i).read());
         }
         seqlock::end_write(dst);
+    }
+}
+
+impl DevicePool {
+    /// The published figures against a walk over every range and page (for `check`):
+    /// cached bytes, the largest free block, and free = cached + fragmented.
+    pub(super) fn check_figures(&self, st: &State) -> Result<(), String> {
+        let (mut cached, mut largest) = (0, 0);
+        for p in &st.streams {
+            let (c, l) = p.figures_by_walk();
+            if (c, l) != (p.large_cached(), p.largest_free()) {
+                return Err(format!(
+                    "stream {:#x}: cached {} and largest free {} kept, {c} and {l} by walk",
+                    p.stream,
+                    p.large_cached(),
+                    p.largest_free()
+                ));
+            }
+            if p.owner == Owner::General {
+                largest = largest.max(l);
+            }
+            if !st.graph.keeps(p.owner) {
+                cached += c + p.small.stats().idle_bytes as u64;
+            }
+        }
+        let s = &st.stats;
+        let free = s
+            .reserved_bytes
+            .current
+            .saturating_sub(s.active_bytes.current);
+        if (s.cached_bytes, s.largest_free_block) != (cached.min(free), largest) {
+            return Err(format!(
+                "published cached {} and largest free block {}, the pool has {cached} and {largest}",
+                s.cached_bytes, s.largest_free_block
+            ));
+        }
+        if s.cached_free_bytes != free || s.cached_bytes + s.fragmented_bytes.current != free {
+            return Err(format!(
+                "free {free}: published {} = {} cached + {} fragmented",
+                s.cached_free_bytes, s.cached_bytes, s.fragmented_bytes.current
+            ));
+        }
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use super::graph_pool::Owner;
 use crate::config::PluginConfig;
 use crate::driver::{DevPtr, Driver, StreamId};
 use alloc_core::detached::DetachedPool;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// PyTorch's large-buffer size: segment size below 10 MiB, and the slack allowed when an
@@ -55,6 +55,11 @@ pub struct StreamPool {
     /// request first merges them all back, so best fit then sees the same arena as it
     /// would have without this list.
     pub recent: Vec<(DevPtr, u64)>,
+    /// cuMemAlloc mode: active large blocks per segment base (absent = none), and the
+    /// bytes of segments with none (what `release_cached` would free). Blocks in
+    /// `recent` are free for the statistics: they do not count.
+    seg_pins: HashMap<DevPtr, u32>,
+    idle_seg_bytes: u64,
 }
 
 impl StreamPool {
@@ -101,17 +106,48 @@ impl StreamPool {
             seg,
             segments: BTreeMap::new(),
             recent: Vec::with_capacity(RECENT_MAX),
+            seg_pins: HashMap::new(),
+            idle_seg_bytes: 0,
         })
     }
 
     /// Returns a large block: kept aside for reuse of its exact size, the oldest kept
     /// block going back to the arena when the list is full.
     pub fn free_large(&mut self, addr: DevPtr, size: u64) {
+        self.unpin(addr, size);
         if self.recent.len() == RECENT_MAX {
             let (a, _) = self.recent.remove(0);
             self.large.release(a);
         }
         self.recent.push((addr, size));
+    }
+
+    /// An active block now lies on `[addr, addr + size)` (statistics: cached bytes).
+    fn pin(&mut self, addr: DevPtr, size: u64) {
+        if let Some(seg) = self.seg.as_mut() {
+            seg.pin(addr, size);
+        } else if let Some((_, r)) = self.large.containing(addr) {
+            let n = self.seg_pins.entry(r.seg).or_insert(0);
+            if *n == 0 {
+                self.idle_seg_bytes -= self.segments.get(&r.seg).copied().unwrap_or(0);
+            }
+            *n += 1;
+        }
+    }
+
+    /// The block on `[addr, addr + size)` is free again.
+    fn unpin(&mut self, addr: DevPtr, size: u64) {
+        if let Some(seg) = self.seg.as_mut() {
+            seg.unpin(addr, size);
+        } else if let Some((_, r)) = self.large.containing(addr) {
+            if let Some(n) = self.seg_pins.get_mut(&r.seg) {
+                *n -= 1;
+                if *n == 0 {
+                    self.seg_pins.remove(&r.seg);
+                    self.idle_seg_bytes += self.segments.get(&r.seg).copied().unwrap_or(0);
+                }
+            }
+        }
     }
 
     /// Merges every kept-aside block back into the arena.
@@ -132,6 +168,7 @@ impl StreamPool {
     ) -> Result<LargeBlock, MapError> {
         if let Some(i) = self.recent.iter().rposition(|&(_, s)| s == size) {
             let (addr, size) = self.recent.swap_remove(i);
+            self.pin(addr, size);
             return Ok(LargeBlock {
                 addr,
                 size,
@@ -141,7 +178,15 @@ impl StreamPool {
         self.flush_recent();
         if let Some(seg) = self.seg.as_mut() {
             let (addr, _) = self.large.best_fit(size, |_| true).ok_or(MapError::Cap)?;
-            let n = seg.ensure(driver, dev, budget, addr, size)?;
+            // Pinned first, so that pages mapped now never show as idle.
+            seg.pin(addr, size);
+            let n = match seg.ensure(driver, dev, budget, addr, size) {
+                Ok(n) => n,
+                Err(e) => {
+                    seg.unpin(addr, size);
+                    return Err(e);
+                }
+            };
             self.large.take(addr, size);
             return Ok(LargeBlock {
                 addr,
@@ -180,12 +225,14 @@ impl StreamPool {
                 };
                 self.large.add_segment(p, seg_size);
                 self.segments.insert(p, seg_size);
+                self.idle_seg_bytes += seg_size;
                 fresh = true;
                 (p, seg_size)
             }
         };
         let take = if range >= max_split { range } else { size };
         self.large.take(addr, take);
+        self.pin(addr, take);
         Ok(LargeBlock {
             addr,
             size: take,
@@ -240,6 +287,7 @@ impl StreamPool {
                 }
                 self.large.remove_segment(p, s);
                 self.segments.remove(&p);
+                self.idle_seg_bytes -= s;
                 budget.sub(s);
                 calls += 1;
             }
@@ -263,33 +311,74 @@ impl StreamPool {
         }
     }
 
-    /// Largest free block backed by device memory (mapped, for expandable segments).
-    pub fn largest_free(&self) -> u64 {
-        let mut best = 0;
-        for (a, s) in self.large.free_ranges() {
-            let usable = match &self.seg {
-                None => s,
-                Some(seg) => {
-                    // Longest mapped run inside the free range, page by page.
-                    let page = seg.page as u64;
-                    let mut run = 0u64;
-                    let mut longest = 0u64;
-                    let mut p = a.div_ceil(page) * page;
-                    while p + page <= a + s {
-                        if seg.covers(p, page) {
-                            run += page;
-                            longest = longest.max(run);
-                        } else {
-                            run = 0;
-                        }
-                        p += page;
-                    }
-                    longest
-                }
-            };
-            best = best.max(usable);
+    /// Bytes of large-block memory the stream could give back now: mapped pages
+    /// (expandable) or whole segments (cuMemAlloc) that no active block touches.
+    /// Kept up to date by `pin` / `unpin`: O(1).
+    pub fn large_cached(&self) -> u64 {
+        match &self.seg {
+            Some(s) => s.idle_bytes(),
+            None => self.idle_seg_bytes,
         }
-        best
+    }
+
+    /// The largest free large block backed by device memory: the longest run of idle
+    /// mapped pages (expandable), else the largest free range or kept-aside block.
+    /// O(log n).
+    pub fn largest_free(&self) -> u64 {
+        match &self.seg {
+            Some(s) => s.largest_idle(),
+            None => {
+                let recent = self.recent.iter().map(|r| r.1).max().unwrap_or(0);
+                self.large.largest_free().max(recent)
+            }
+        }
+    }
+
+    /// `(large_cached, largest_free)` computed by walking every range and page: what
+    /// the incremental figures must equal (`DevicePool::check`).
+    pub fn figures_by_walk(&self) -> (u64, u64) {
+        let busy = |a: u64, r: &super::arena::Range| {
+            !r.free && !self.recent.iter().any(|&(p, s)| p == a && s == r.size)
+        };
+        match &self.seg {
+            Some(seg) => {
+                let page = seg.page as u64;
+                let pages = seg.size / seg.page;
+                let mut touched = vec![false; pages];
+                for (a, r) in self.large.ranges().filter(|(a, r)| busy(*a, r)) {
+                    let first = ((a - seg.base) / page) as usize;
+                    let last = (a + r.size - seg.base).div_ceil(page) as usize;
+                    touched[first..last].iter_mut().for_each(|t| *t = true);
+                }
+                let (mut idle, mut run, mut longest) = (0u64, 0u64, 0u64);
+                for (i, &t) in touched.iter().enumerate() {
+                    if !t && seg.covers(seg.base + i as u64 * page, page) {
+                        idle += page;
+                        run += page;
+                        longest = longest.max(run);
+                    } else {
+                        run = 0;
+                    }
+                }
+                (idle, longest)
+            }
+            None => {
+                let mut idle = 0;
+                for (&p, &s) in &self.segments {
+                    if !self.large.ranges().any(|(a, r)| r.seg == p && busy(a, &r)) {
+                        idle += s;
+                    }
+                }
+                let longest = self
+                    .large
+                    .ranges()
+                    .filter(|(a, r)| !busy(*a, r))
+                    .map(|(_, r)| r.size)
+                    .max()
+                    .unwrap_or(0);
+                (idle, longest)
+            }
+        }
     }
 
     /// Gives all device memory back (the pool is going away).
@@ -303,5 +392,7 @@ impl StreamPool {
             }
         }
         self.segments.clear();
+        self.seg_pins.clear();
+        self.idle_seg_bytes = 0;
     }
 }
