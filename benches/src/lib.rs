@@ -43,3 +43,5 @@ pub unsafe fn free(a: &dyn GlobalAlloc, p: *mut u8, size: usize) {
     // SAFETY: forwarded.
     unsafe { a.dealloc(p, Layout::from_size_align_unchecked(size, 8)) }
 }
+
+pub mod rust_workload;
