@@ -107,7 +107,7 @@ pub struct GraphPools {
     pub freeable: bool,
     /// Blocks used on other streams (record_stream) and freed during a capture: their
     /// events are recorded once no capture is underway, as PyTorch defers them (an event
-    /// recorded during capture may not be queried). Still counted as allocated.
+    /// recorded during capture may not be queried). Counted as active, no longer allocated.
     pub deferred: Vec<(DevPtr, Live)>,
 }
 
