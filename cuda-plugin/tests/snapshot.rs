@@ -107,18 +107,23 @@ fn check_walk(pool: &DevicePool, segs: &[SegmentInfo], live: &HashMap<u64, u64>)
         total, st.reserved_bytes.current,
         "segments add up to reserved"
     );
+    // As in PyTorch: blocks pending free (record_stream) are active, not allocated.
     let active: u64 = segs.iter().map(|s| s.active_size()).sum();
     assert_eq!(
-        active, st.allocated_bytes.current,
-        "active blocks add up to allocated"
+        active, st.active_bytes.current,
+        "active blocks add up to active"
     );
     let requested: u64 = segs.iter().map(|s| s.requested_size()).sum();
-    assert_eq!(requested, st.requested_bytes.current);
+    assert_eq!(requested, st.requested_bytes.current + pending_req);
+    assert_eq!(
+        segs.iter().map(|s| s.allocated_size()).sum::<u64>(),
+        st.allocated_bytes.current,
+        "allocated blocks add up to allocated"
+    );
     assert_eq!(
         segs.iter().map(|s| s.allocated_size()).sum::<u64>() + pending,
         active
     );
-    let _ = pending_req;
 }
 
 /// Replays `trace` from an empty pool: device memory (address -> (end, how it was
