@@ -92,7 +92,7 @@ def scenario(torch, pt):
     x.record_stream(side)
     ptr = x.data_ptr()
     del x
-    held = pt.pool_stats(0)["allocated_bytes"]["current"] >= 2 * SIZE if pt else None
+    held = pt.pool_stats(0)["active_bytes"]["current"] >= 2 * SIZE if pt else None
     y = torch.empty(SIZE, **u8)
     busy = not side.query()
     reused = y.data_ptr() == ptr

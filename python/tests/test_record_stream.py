@@ -91,7 +91,7 @@ def test_the_record_stream_hook_reaches_the_pool_through_real_torch(real_torch, 
         # The function enable() registered with set_record_stream_fn, from the same library.
         record = ctypes.CDLL(pt.enabled_library_path()).poolside_cuda_record_stream
         record.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        allocated = lambda: pt.pool_stats(0)["allocated_bytes"]["current"]
+        allocated = lambda: pt.pool_stats(0)["active_bytes"]["current"]  # pending blocks are active
         out = {}
         p = raw_alloc(8 << 20, 0)
         record(p + 4096, 0x5eed)  # an interior pointer and another stream
@@ -108,7 +108,7 @@ def test_the_record_stream_hook_reaches_the_pool_through_real_torch(real_torch, 
         print(json.dumps(out))
     """, [PYTHON_DIR], POOLSIDE_CUDA_LIB=real_lib, POOLSIDE_CUDA_DRIVER="sim", LD_PRELOAD=cudart_shim)
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["pending"] == 8 * MIB, "the freed block must stay allocated until its event completes"
+    assert got["pending"] == 8 * MIB, "the freed block must stay active until its event completes"
     assert got["after_poll"] == 8 * MIB and got["same_block"], got
     assert got["counters"] == [0, 0, 0]
     warned = poolside_warnings(proc.stderr)
