@@ -109,6 +109,7 @@ fn reads_live_file_exactly() {
     let me = std::process::id();
     let mut f = stats_file(me);
     f.host.reserved_bytes = 1 << 20;
+    f.host.cached_bytes = 1 << 19;
     f.host.classes[3].block_size = 32;
     f.host.classes[3].allocs = 10;
     f.host.classes[3].hits = 9;
@@ -118,6 +119,9 @@ fn reads_live_file_exactly() {
     f.devices[1].device = 1;
     f.devices[1].reserved_bytes.current = 4096;
     f.devices[1].allocated_bytes.current = 1024;
+    f.devices[1].active_bytes.current = 1024;
+    f.devices[1].cached_bytes = 2048;
+    f.devices[1].fragmented_bytes.current = 1024;
     let p = write(&dir, me, bytes(&f));
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     let _keep = Mapped::new(&p);
@@ -130,13 +134,17 @@ fn reads_live_file_exactly() {
     assert_eq!(r.host.live_bytes, 320);
     assert_eq!((r.host.hits, r.host.misses), (9, 1));
     assert_eq!(r.host.hit_rate, Some(0.9));
+    // Free memory the pool could return (cached) is not fragmentation.
+    assert_eq!(r.host.cached_bytes, 1 << 19);
+    assert_eq!(r.host.fragmented_bytes, (1 << 19) - 320);
     assert_eq!(
         r.host.fragmentation,
-        Some(1.0 - 320.0 / (1u64 << 20) as f64)
+        Some(((1u64 << 19) - 320) as f64 / (1u64 << 20) as f64)
     );
     assert_eq!(r.devices.len(), 1);
     assert_eq!(r.devices[0].name, "cuda:1");
-    assert_eq!(r.devices[0].fragmentation, Some(0.75));
+    assert_eq!(r.devices[0].fragmentation, Some(0.25));
+    assert_eq!(r.devices[0].cached_bytes, 2048);
     assert_eq!(r.classes.as_ref().unwrap().len(), 1);
     assert_eq!(reader::read_pid(&dir, me).unwrap().pid, me);
     std::fs::remove_dir_all(dir).unwrap();

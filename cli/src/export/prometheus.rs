@@ -45,15 +45,25 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Rounding waste inside live blocks (estimated on the host).",
     ),
     (
-        "poolside_external_free_bytes",
+        "poolside_cached_bytes",
         "gauge",
-        "Reserved bytes not in live blocks.",
+        "Free bytes the pool could return to the OS or the driver now.",
+    ),
+    (
+        "poolside_fragmented_bytes",
+        "gauge",
+        "Free bytes that cannot be returned: they share a span, page or segment with live blocks.",
     ),
     ("poolside_hit_ratio", "gauge", "hits / (hits + misses)."),
     (
         "poolside_fragmentation_ratio",
         "gauge",
-        "1 - live / reserved.",
+        "fragmented_bytes / reserved_bytes (cached memory is not fragmentation).",
+    ),
+    (
+        "poolside_peak_overhead_ratio",
+        "gauge",
+        "Peak reserved bytes / peak allocated bytes on a device.",
     ),
     (
         "poolside_allocations_total",
@@ -108,14 +118,14 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Highest segments held on a device.",
     ),
     (
-        "poolside_cached_free_bytes",
+        "poolside_peak_fragmented_bytes",
         "gauge",
-        "Free bytes inside the device pool.",
+        "Highest fragmented_bytes on a device.",
     ),
     (
         "poolside_largest_free_block_bytes",
         "gauge",
-        "Largest free block inside the device pool.",
+        "Largest free block the device pool holds (no driver call needed).",
     ),
     (
         "poolside_alloc_retries_total",
@@ -270,10 +280,11 @@ fn pool_series(f: &mut Families, pid: &str, p: &ProcessReport) {
         host.clone(),
         h.internal_waste_bytes as f64,
     );
+    f.add("poolside_cached_bytes", host.clone(), h.cached_bytes as f64);
     f.add(
-        "poolside_external_free_bytes",
+        "poolside_fragmented_bytes",
         host.clone(),
-        h.external_free_bytes as f64,
+        h.fragmented_bytes as f64,
     );
     if let Some(r) = h.hit_rate {
         f.add("poolside_hit_ratio", host.clone(), r);
@@ -328,16 +339,20 @@ fn pool_series(f: &mut Families, pid: &str, p: &ProcessReport) {
             l.clone(),
             d.internal_waste_bytes as f64,
         );
+        f.add("poolside_cached_bytes", l.clone(), d.cached_bytes as f64);
         f.add(
-            "poolside_external_free_bytes",
+            "poolside_fragmented_bytes",
             l.clone(),
-            d.external_free_bytes as f64,
+            d.fragmented_bytes.current as f64,
         );
         if let Some(r) = d.hit_rate {
             f.add("poolside_hit_ratio", l.clone(), r);
         }
         if let Some(r) = d.fragmentation {
             f.add("poolside_fragmentation_ratio", l.clone(), r);
+        }
+        if let Some(r) = d.peak_overhead {
+            f.add("poolside_peak_overhead_ratio", l.clone(), r);
         }
         f.add(
             "poolside_peak_live_bytes",
@@ -376,9 +391,9 @@ fn pool_series(f: &mut Families, pid: &str, p: &ProcessReport) {
         );
         f.add("poolside_peak_segments", l.clone(), d.segments.peak as f64);
         f.add(
-            "poolside_cached_free_bytes",
+            "poolside_peak_fragmented_bytes",
             l.clone(),
-            d.cached_free_bytes as f64,
+            d.fragmented_bytes.peak as f64,
         );
         f.add(
             "poolside_largest_free_block_bytes",
@@ -496,4 +511,79 @@ pub fn render(ps: &[ProcessReport], skipped: usize) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::build;
+    use alloc_core::stats::layout::{DeviceSection, Gauge};
+
+    /// Prometheus's naming conventions: base units in the name, `_total` for counters
+    /// and only for them, ratios as `_ratio`, snake case under the `poolside_` prefix.
+    #[test]
+    fn family_names_follow_prometheus_conventions() {
+        for (name, kind, help) in FAMILIES {
+            assert!(
+                name.starts_with("poolside_")
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+            assert_eq!(*kind == "counter", name.ends_with("_total"), "{name}");
+            assert!(matches!(*kind, "counter" | "gauge"), "{name}");
+            if name.contains("bytes") {
+                assert!(
+                    name.ends_with("_bytes") || name.ends_with("_bytes_total"),
+                    "{name}: the unit goes last"
+                );
+            }
+            for word in ["fragmentation", "overhead", "hit_"] {
+                if name.contains(word) {
+                    assert!(name.ends_with("_ratio"), "{name}");
+                }
+            }
+            assert!(!help.is_empty(), "{name}");
+        }
+    }
+
+    /// The H200 case of issue 11: 27 GiB of cached free memory after a healthy run is
+    /// cached, not fragmentation.
+    #[test]
+    fn a_healthy_cache_exports_no_fragmentation() {
+        const GIB: u64 = 1 << 30;
+        let g = |current, peak| Gauge { current, peak };
+        // SAFETY: DeviceSection is repr(C) plain integers, for which all zeros is valid.
+        let mut d: DeviceSection = unsafe { std::mem::zeroed() };
+        d.present = 1;
+        d.total_memory = 141 * GIB;
+        d.allocated_bytes = g(2 * GIB, 28 * GIB);
+        d.active_bytes = g(2 * GIB, 28 * GIB);
+        d.reserved_bytes = g(29 * GIB, 29 * GIB);
+        d.cached_bytes = 27 * GIB;
+        d.largest_free_block = 20 * GIB;
+        let report = ProcessReport {
+            pid: 1,
+            command: "train".into(),
+            start_unix_ns: 0,
+            rss_bytes: None,
+            host: Default::default(),
+            devices: vec![build::device(&d)],
+            classes: None,
+        };
+        let text = render(&[report], 0);
+        let line = |m: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{m}{{pid=\"1\",device=\"cuda:0\"}}")))
+                .unwrap_or_else(|| panic!("{m} missing:\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        assert_eq!(line("poolside_fragmentation_ratio"), 0.0);
+        assert_eq!(line("poolside_cached_bytes"), (27 * GIB) as f64);
+        assert_eq!(line("poolside_largest_free_block_bytes"), (20 * GIB) as f64);
+        assert_eq!(line("poolside_peak_overhead_ratio"), 29.0 / 28.0);
+    }
 }

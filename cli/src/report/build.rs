@@ -1,6 +1,6 @@
 //! Building reports from snapshots.
 
-use super::derived::{estimated_internal_waste, fragmentation, hit_rate};
+use super::derived::{estimated_internal_waste, fragmentation, hit_rate, host_free_split, share};
 use super::{ClassReport, DeviceReport, GaugeReport, HostReport, ProcessReport};
 use crate::reader::{system, Snapshot};
 use alloc_core::stats::layout::{ClassCounters, DeviceSection, Gauge, HostSection, MAX_CLASSES};
@@ -70,8 +70,9 @@ pub fn host(h: &HostSection, num_classes: u32) -> HostReport {
             ));
     }
     r.hit_rate = hit_rate(r.hits, r.misses);
-    r.fragmentation = fragmentation(r.live_bytes, r.reserved_bytes);
-    r.external_free_bytes = r.reserved_bytes.saturating_sub(r.live_bytes);
+    (r.cached_bytes, r.fragmented_bytes) =
+        host_free_split(r.reserved_bytes, r.live_bytes, h.cached_bytes);
+    r.fragmentation = fragmentation(r.fragmented_bytes, r.reserved_bytes);
     r
 }
 
@@ -97,7 +98,8 @@ pub fn device(d: &DeviceSection) -> DeviceReport {
         allocations: gauge(d.allocations),
         segments: gauge(d.segments),
         mapped_bytes: d.mapped_bytes,
-        cached_free_bytes: d.cached_free_bytes,
+        cached_bytes: d.cached_bytes,
+        fragmented_bytes: gauge(d.fragmented_bytes),
         largest_free_block: d.largest_free_block,
         hits: d.hits,
         misses: d.misses,
@@ -110,15 +112,12 @@ pub fn device(d: &DeviceSection) -> DeviceReport {
         sync_fallbacks: d.sync_fallbacks,
         private_pool_bytes: gauge(d.private_pool_bytes),
         hit_rate: hit_rate(d.hits, d.misses),
-        fragmentation: fragmentation(d.allocated_bytes.current, d.reserved_bytes.current),
+        fragmentation: fragmentation(d.fragmented_bytes.current, d.reserved_bytes.current),
+        peak_overhead: share(d.reserved_bytes.peak, d.allocated_bytes.peak),
         internal_waste_bytes: d
             .allocated_bytes
             .current
             .saturating_sub(d.requested_bytes.current),
-        external_free_bytes: d
-            .reserved_bytes
-            .current
-            .saturating_sub(d.allocated_bytes.current),
     }
 }
 

@@ -1,9 +1,11 @@
 //! Figures derived from counters.
 //!
 //! - hit rate = hits / (hits + misses), none before the first allocation;
-//! - fragmentation = 1 - live / reserved, none while nothing is reserved; `live` counts
-//!   blocks at their rounded size, so this is the share of reserved memory that is free
-//!   but held (external fragmentation);
+//! - fragmentation = fragmented / reserved, none while nothing is reserved: the share of
+//!   reserved memory that is free but cannot be returned, because it shares a span, page
+//!   or segment with live blocks. Free memory the pool could return now (cached) is not
+//!   fragmentation: a pool full of cached free memory has fragmentation 0;
+//! - peak overhead = peak reserved / peak allocated (devices);
 //! - internal waste = bytes lost to rounding inside live blocks (allocated - requested).
 
 /// hits / (hits + misses).
@@ -12,10 +14,18 @@ pub fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
     (total > 0).then(|| hits as f64 / total as f64)
 }
 
-/// 1 - live / reserved, clamped to [0, 1] (counters are read section by section and
-/// folded lazily, so live may briefly exceed reserved).
-pub fn fragmentation(live: u64, reserved: u64) -> Option<f64> {
-    (reserved > 0).then(|| (1.0 - live as f64 / reserved as f64).clamp(0.0, 1.0))
+/// fragmented / reserved, clamped to [0, 1] (the file is untrusted).
+pub fn fragmentation(fragmented: u64, reserved: u64) -> Option<f64> {
+    (reserved > 0).then(|| (fragmented as f64 / reserved as f64).clamp(0.0, 1.0))
+}
+
+/// The host's split of its free memory, reserved - live: `(cached, fragmented)`.
+/// `cached` is what the section says the pool could return, at most the free memory
+/// (host counters are folded lazily, so live may briefly exceed reserved).
+pub fn host_free_split(reserved: u64, live: u64, cached: u64) -> (u64, u64) {
+    let free = reserved.saturating_sub(live);
+    let cached = cached.min(free);
+    (cached, free - cached)
 }
 
 /// `part / whole`, none when `whole` is 0.
@@ -42,9 +52,16 @@ mod tests {
     fn ratios() {
         assert_eq!(hit_rate(3, 1), Some(0.75));
         assert_eq!(hit_rate(0, 0), None);
-        assert_eq!(fragmentation(25, 100), Some(0.75));
-        assert_eq!(fragmentation(200, 100), Some(0.0));
+        assert_eq!(fragmentation(75, 100), Some(0.75));
+        assert_eq!(fragmentation(200, 100), Some(1.0));
         assert_eq!(fragmentation(0, 0), None);
+        // 100 reserved, 30 live, 50 returnable: 20 fragmented.
+        assert_eq!(host_free_split(100, 30, 50), (50, 20));
+        // All the free memory is returnable: none fragmented.
+        assert_eq!(host_free_split(100, 0, 100), (100, 0));
+        // Live folded ahead of reserved, absurd cached: clamped, no underflow.
+        assert_eq!(host_free_split(100, 150, 7), (0, 0));
+        assert_eq!(host_free_split(100, 10, u64::MAX), (90, 0));
         assert_eq!(share(1, 4), Some(0.25));
         // 1000 bytes asked for in blocks totalling 1250: 20% of live bytes are waste.
         assert_eq!(estimated_internal_waste(500, 1000, 1250), 100);

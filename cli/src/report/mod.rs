@@ -47,11 +47,15 @@ pub struct HostReport {
     pub heaps_active: u64,
     pub heaps_abandoned: u64,
     pub hit_rate: Option<f64>,
+    /// Free bytes the pool could return to the OS now (free spans not yet purged,
+    /// cached huge mappings).
+    pub cached_bytes: u64,
+    /// Free bytes that share a span with live blocks: reserved - live - cached.
+    pub fragmented_bytes: u64,
+    /// fragmented / reserved.
     pub fragmentation: Option<f64>,
     /// Rounding waste inside live blocks (estimated per class, see `derived`).
     pub internal_waste_bytes: u64,
-    /// Reserved but not in live blocks.
-    pub external_free_bytes: u64,
 }
 
 /// One device pool of a process.
@@ -70,7 +74,11 @@ pub struct DeviceReport {
     pub allocations: GaugeReport,
     pub segments: GaugeReport,
     pub mapped_bytes: u64,
-    pub cached_free_bytes: u64,
+    /// Free bytes the pool could return to the driver now.
+    pub cached_bytes: u64,
+    /// Free bytes that share a page or segment with active blocks (PyTorch's
+    /// inactive_split_bytes): reserved - active - cached.
+    pub fragmented_bytes: GaugeReport,
     pub largest_free_block: u64,
     pub hits: u64,
     pub misses: u64,
@@ -86,11 +94,12 @@ pub struct DeviceReport {
     /// Bytes held by CUDA graphs' private pools (part of `reserved_bytes`).
     pub private_pool_bytes: GaugeReport,
     pub hit_rate: Option<f64>,
+    /// fragmented / reserved.
     pub fragmentation: Option<f64>,
+    /// Peak reserved / peak allocated: what the pool cost beyond what was asked of it.
+    pub peak_overhead: Option<f64>,
     /// allocated - requested, over live blocks (exact).
     pub internal_waste_bytes: u64,
-    /// reserved - allocated.
-    pub external_free_bytes: u64,
 }
 
 /// One size class (or the large and huge slots) of the host pool.

@@ -83,4 +83,19 @@ mod tests {
         assert!(a[0].contains("cuda:0") && a[0].contains("75.0%"), "{a:?}");
         assert!(alerts(&[proc_with(500, 500, 0)], 50.0, Some(1000)).is_empty());
     }
+
+    /// The H200 run of issue 11: 29 of 141 GiB reserved, 27 GiB of it cached free
+    /// memory. Alerts look at reserved memory only, whatever the cache or the
+    /// fragmentation figure says.
+    #[test]
+    fn a_healthy_cache_does_not_alert() {
+        let gib = 1u64 << 30;
+        let mut p = proc_with(0, 29 * gib, 0);
+        let d = &mut p.devices[0];
+        d.total_memory = 141 * gib;
+        d.cached_bytes = 27 * gib;
+        d.fragmentation = Some(0.9);
+        assert!(alerts(std::slice::from_ref(&p), 50.0, None).is_empty());
+        assert_eq!(alerts(&[p], 20.0, None).len(), 1, "29/141 GiB is 20.6%");
+    }
 }

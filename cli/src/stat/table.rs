@@ -18,10 +18,14 @@ pub fn short_command(c: &str) -> String {
     }
 }
 
-/// Column headings of the process table.
-pub const HEADER: [&str; 8] = [
-    "PID", "POOL", "RSS", "LIVE", "RESERVED", "HIT", "FRAG", "COMMAND",
+/// Column headings of the process table. CACHED is free memory the pool could return
+/// now; FRAG the share of RESERVED that is free but cannot be returned.
+pub const HEADER: [&str; 9] = [
+    "PID", "POOL", "RSS", "LIVE", "RESERVED", "CACHED", "HIT", "FRAG", "COMMAND",
 ];
+
+/// Columns aligned left (POOL, COMMAND); the others are numbers.
+pub const LEFT: [usize; 2] = [1, 8];
 
 /// The cells of one process's rows: the host pool, then each device.
 pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
@@ -31,6 +35,7 @@ pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
         opt_bytes(p.rss_bytes),
         bytes(p.host.live_bytes),
         bytes(p.host.reserved_bytes),
+        bytes(p.host.cached_bytes),
         percent(p.host.hit_rate),
         percent(p.host.fragmentation),
         short_command(&p.command),
@@ -42,6 +47,7 @@ pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
             "".into(),
             bytes(d.allocated_bytes.current),
             bytes(d.reserved_bytes.current),
+            bytes(d.cached_bytes),
             percent(d.hit_rate),
             percent(d.fragmentation),
             "".into(),
@@ -53,7 +59,7 @@ pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
 /// The process table.
 pub fn processes(ps: &[ProcessReport]) -> String {
     let rows: Vec<_> = ps.iter().flat_map(rows).collect();
-    table(&HEADER, &rows, &[1, 7])
+    table(&HEADER, &rows, &LEFT)
 }
 
 /// One line per device whose record_stream events failed: a synchronize fallback stalls
@@ -63,7 +69,12 @@ pub fn stream_notes(ps: &[ProcessReport]) -> String {
     for p in ps {
         for d in &p.devices {
             // Any non-zero (not a sum: the file is untrusted and could overflow it).
-            if [d.event_record_failures, d.event_query_failures, d.sync_fallbacks] != [0; 3] {
+            if [
+                d.event_record_failures,
+                d.event_query_failures,
+                d.sync_fallbacks,
+            ] != [0; 3]
+            {
                 out.push_str(&format!(
                     "{} {}: record_stream events failed ({} records, {} queries); \
                      {} device synchronizes ran instead\n",

@@ -3,7 +3,7 @@
 
 use crate::report::ProcessReport;
 use crate::stat::format::table;
-use crate::stat::table::{rows, HEADER};
+use crate::stat::table::{rows, HEADER, LEFT};
 use std::cmp::Ordering;
 
 /// Columns `top` sorts by, in the order the arrow keys visit them.
@@ -13,17 +13,19 @@ pub enum SortKey {
     Rss,
     Live,
     Reserved,
+    Cached,
     HitRate,
     Fragmentation,
     Command,
 }
 
 impl SortKey {
-    pub const ALL: [SortKey; 7] = [
+    pub const ALL: [SortKey; 8] = [
         SortKey::Pid,
         SortKey::Rss,
         SortKey::Live,
         SortKey::Reserved,
+        SortKey::Cached,
         SortKey::HitRate,
         SortKey::Fragmentation,
         SortKey::Command,
@@ -36,6 +38,7 @@ impl SortKey {
             'm' => SortKey::Rss,
             'l' => SortKey::Live,
             'v' => SortKey::Reserved,
+            'a' => SortKey::Cached,
             'h' => SortKey::HitRate,
             'f' => SortKey::Fragmentation,
             'c' => SortKey::Command,
@@ -50,6 +53,7 @@ impl SortKey {
             SortKey::Rss => "RSS",
             SortKey::Live => "LIVE",
             SortKey::Reserved => "RESERVED",
+            SortKey::Cached => "CACHED",
             SortKey::HitRate => "HIT",
             SortKey::Fragmentation => "FRAG",
             SortKey::Command => "COMMAND",
@@ -86,12 +90,28 @@ fn total_reserved(p: &ProcessReport) -> u64 {
     })
 }
 
+fn total_cached(p: &ProcessReport) -> u64 {
+    p.devices
+        .iter()
+        .fold(p.host.cached_bytes, |t, d| t.saturating_add(d.cached_bytes))
+}
+
+/// The most fragmented pool of a process, host or device.
+fn worst_fragmentation(p: &ProcessReport) -> Option<f64> {
+    p.devices
+        .iter()
+        .filter_map(|d| d.fragmentation)
+        .chain(p.host.fragmentation)
+        .max_by(f64::total_cmp)
+}
+
 fn cmp_f(a: Option<f64>, b: Option<f64>) -> Ordering {
     a.unwrap_or(-1.0).total_cmp(&b.unwrap_or(-1.0))
 }
 
-/// Sorts processes by `key` (pools of a process stay together; devices add to live and
-/// reserved), ties broken by PID.
+/// Sorts processes by `key` (pools of a process stay together; devices add to live,
+/// reserved and cached; fragmentation is the process's most fragmented pool), ties
+/// broken by PID.
 pub fn sort(ps: &mut [ProcessReport], key: SortKey, descending: bool) {
     ps.sort_by(|a, b| {
         let o = match key {
@@ -99,8 +119,9 @@ pub fn sort(ps: &mut [ProcessReport], key: SortKey, descending: bool) {
             SortKey::Rss => a.rss_bytes.cmp(&b.rss_bytes),
             SortKey::Live => total_live(a).cmp(&total_live(b)),
             SortKey::Reserved => total_reserved(a).cmp(&total_reserved(b)),
+            SortKey::Cached => total_cached(a).cmp(&total_cached(b)),
             SortKey::HitRate => cmp_f(a.host.hit_rate, b.host.hit_rate),
-            SortKey::Fragmentation => cmp_f(a.host.fragmentation, b.host.fragmentation),
+            SortKey::Fragmentation => cmp_f(worst_fragmentation(a), worst_fragmentation(b)),
             SortKey::Command => a.command.cmp(&b.command),
         };
         let o = if descending { o.reverse() } else { o };
@@ -129,7 +150,7 @@ pub fn render(
                 "(ascending)"
             },
         ),
-        "keys: p m l v h f c pick a column, left/right move, i reverses, q quits".to_string(),
+        "keys: p m l v a h f c pick a column, left/right move, i reverses, q quits".to_string(),
         status.to_string(),
     ];
     let mut header = HEADER.map(String::from);
@@ -140,7 +161,7 @@ pub fn render(
     }
     let header: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     let rows: Vec<_> = ps.iter().flat_map(rows).collect();
-    lines.extend(table(&header, &rows, &[1, 7]).lines().map(str::to_string));
+    lines.extend(table(&header, &rows, &LEFT).lines().map(str::to_string));
     if ps.is_empty() {
         lines.push("(no poolside processes of this user)".into());
     }
