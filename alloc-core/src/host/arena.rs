@@ -31,6 +31,8 @@ pub struct Arena {
     pub segment_count: usize,
     /// Recently freed huge mappings kept for reuse.
     pub huge: HugeCache,
+    /// Bytes of the mappings in `huge` (whoever takes, puts or expires them keeps it).
+    pub huge_cached: usize,
 }
 
 // SAFETY: the raw pointers are only followed under the arena lock.
@@ -52,6 +54,7 @@ pub static ARENA: SpinLock<Arena> = SpinLock::new(Arena {
     purged: 0,
     segment_count: 0,
     huge: HugeCache::EMPTY,
+    huge_cached: 0,
 });
 
 /// A span handed out by the arena.
@@ -246,6 +249,7 @@ impl Arena {
             seg = following;
         }
         let expired = self.huge.expire(now, self.purge_delay_ms, force);
+        self.huge_cached -= expired;
         self.reserved -= expired;
         self.mapped -= expired;
         self.purged += expired;
@@ -295,6 +299,12 @@ impl Arena {
     /// Notes a new earliest deadline (huge cache insertions).
     pub fn schedule(&mut self, at: u64) {
         self.next_purge = self.next_purge.min(at);
+    }
+
+    /// Bytes the pool could return to the OS now: dirty (free, unpurged) units and
+    /// cached huge mappings.
+    pub fn cached(&self) -> usize {
+        self.dirty + self.huge_cached
     }
 
     /// Writes the arena's gauges into the shared stats section.

@@ -142,6 +142,7 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
         // SAFETY: the record came out of the cache, so its block is dead and ours.
         Some(h) => unsafe {
             let old = (*h).len;
+            a.huge_cached -= old;
             // A mapping bigger than the request by at most max(request, 32 MiB) is used as
             // it is: shrinking would drop pages that the next, bigger request of a loop over
             // varied sizes would fault back in. Beyond that slack it is shrunk.
@@ -204,6 +205,7 @@ fn create_huge(a: &mut arena::Arena, len: usize, align: usize) -> Option<*mut Hu
     if gone == 0 {
         return None;
     }
+    a.huge_cached -= gone;
     a.mapped -= gone;
     a.reserved -= gone;
     a.huge.create(len, align)
@@ -294,11 +296,14 @@ unsafe fn free_other(ptr: *mut u8) {
             };
             // SAFETY: the block was just freed by its owner.
             let unmapped = unsafe { a.huge.put(h, now) };
+            // It is cached now; `unmapped` is the cached mapping it evicted.
+            a.huge_cached = a.huge_cached + len - unmapped;
             a.mapped -= unmapped;
             a.reserved -= unmapped;
             let delay = a.purge_delay_ms;
             a.schedule(now + delay);
             a.maybe_purge(now, false);
+            a.publish();
             drop(a);
             stats::record_big(Big::Huge, false, len, 0, false);
         }

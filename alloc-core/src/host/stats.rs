@@ -165,6 +165,7 @@ pub fn publish_arena(a: &Arena) {
             );
             set(addr_of_mut!((*s).purged_bytes), a.purged as u64);
             set(addr_of_mut!((*s).segments), a.segment_count as u64);
+            set(addr_of_mut!((*s).cached_bytes), a.cached() as u64);
         }
     });
 }
