@@ -380,3 +380,53 @@ fn regression_device_bytes_at_u64_max_in_every_device() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Found by a probe written next to these properties (not by them: it takes a race): the
+/// reader mapped the file, so a file truncated between the size check and the copy raised
+/// SIGBUS and killed the reader (`poolside export` with it). The copy uses pread now.
+#[test]
+fn regression_a_file_truncated_while_read_gives_a_message() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = temp_dir("fuzz-regress-truncate");
+    let me = std::process::id();
+    let p = write(&dir, me, &valid_bytes(me));
+    // Mapped here so that the file counts as live; this process never reads the mapping.
+    let _keep = Mapped::new(&p);
+    let stop = Arc::new(AtomicBool::new(false));
+    let truncator = {
+        let (stop, p) = (stop.clone(), p.clone());
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.set_len(4096).unwrap();
+                f.set_len(FILE_SIZE as u64).unwrap();
+            }
+        })
+    };
+    let mut live = 0;
+    for _ in 0..3000 {
+        match examine(
+            &p,
+            FileName {
+                uid: uid(),
+                pid: me,
+            },
+            uid(),
+        ) {
+            Verdict::Live(s) => {
+                assert_eq!(s.pid, me);
+                live += 1;
+            }
+            Verdict::Invalid(m) => assert!(
+                m.contains("truncated") || m.contains("changed while being read"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    truncator.join().unwrap();
+    println!("{live} of 3000 reads found the file whole");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,24 +1,23 @@
 //! Opening, validating and snapshotting one stats file.
 //!
 //! The file is opened with O_NOFOLLOW, must be a regular file owned by the reader, and must
-//! carry the magic, version and sizes this reader knows before it is mapped. Sections are
-//! copied with the seqlock, so a snapshot is consistent per section while the writer runs.
+//! carry the magic, version and sizes this reader knows before it is read. Sections are
+//! copied with pread under their seqlock ([`super::copy`]), so a snapshot is consistent per
+//! section while the writer runs, and a file truncated meanwhile gives a message.
 
+use super::copy;
 use super::file_name::FileName;
 use super::liveness;
 use super::snapshot::Snapshot;
 use alloc_core::stats::layout::{StatsFile, STATS_MAGIC, STATS_VERSION};
-use alloc_core::stats::seqlock;
 use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::ptr::addr_of;
 use std::time::{Duration, SystemTime};
 
 /// Bytes of a complete file.
 pub const FILE_SIZE: usize = std::mem::size_of::<StatsFile>();
-/// The header fields checked before mapping: through `start_ticks`.
+/// The header fields checked before the file is read whole: through `start_ticks`.
 const PREFIX_BYTES: usize = std::mem::offset_of!(StatsFile, start_ticks) + 8;
 
 /// What a stats file turned out to be.
@@ -33,36 +32,6 @@ pub enum Verdict {
     /// Being created right now (empty or no magic yet, writer alive, changed within
     /// [`CREATION_GRACE`]): skip quietly.
     Creating,
-}
-
-/// A read-only shared mapping of a stats file.
-struct Mapping(*const StatsFile);
-
-impl Mapping {
-    fn new(file: &File) -> std::io::Result<Mapping> {
-        // SAFETY: a fresh read-only mapping of FILE_SIZE bytes of a file at least that long.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                FILE_SIZE,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Mapping(p as *const StatsFile))
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the mapping came from mmap with FILE_SIZE bytes and is no longer used.
-        unsafe { libc::munmap(self.0 as *mut libc::c_void, FILE_SIZE) };
-    }
 }
 
 /// How long a creator may take to size a new file and write its magic (it needs
@@ -186,64 +155,14 @@ pub fn examine(path: &Path, name: FileName, my_uid: u32) -> Verdict {
             name.pid
         ));
     }
-    // Before mapping: a reader that maps the file would count as a process mapping it.
+    // The reader never maps the file (copy.rs says why), so it does not count as a
+    // process mapping it here.
     if let Some(why) = liveness::check(pid, start_ticks, meta.dev(), meta.ino()).stale_reason() {
         return Verdict::Stale(why.into());
     }
-    let map = match Mapping::new(&file) {
-        Ok(m) => m,
-        Err(e) => return Verdict::Invalid(format!("cannot map: {e}")),
-    };
-    match read_snapshot(&map, path) {
-        Some(s) => Verdict::Live(Box::new(s)),
-        None => Verdict::Invalid("a writer stayed inside a section; try again".into()),
+    match copy::snapshot(&file, path) {
+        Ok(Some(s)) => Verdict::Live(Box::new(s)),
+        Ok(None) => Verdict::Invalid("a writer stayed inside a section; try again".into()),
+        Err(e) => Verdict::Invalid(format!("changed while being read: {e}")),
     }
-}
-
-/// Copies header and sections out of the mapping.
-fn read_snapshot(map: &Mapping, path: &Path) -> Option<Snapshot> {
-    let f = map.0;
-    // SAFETY: f is a complete, mapped stats file; sections start with their sequence; the
-    // header is stable; writers is a u32 updated atomically.
-    unsafe {
-        let writers = std::sync::atomic::AtomicU32::from_ptr(addr_of!((*f).writers) as *mut u32)
-            .load(std::sync::atomic::Ordering::Acquire);
-        let host = read_section(addr_of!((*f).host))?;
-        let mut devices = Vec::new();
-        for d in 0..alloc_core::stats::layout::MAX_DEVICES {
-            let s = read_section(addr_of!((*f).devices[d]))?;
-            if s.present != 0 {
-                devices.push(s);
-            }
-        }
-        let h = &*f;
-        let len = (h.cmdline_len as usize).min(h.cmdline.len());
-        Some(Snapshot {
-            path: path.to_path_buf(),
-            pid: h.pid,
-            uid: h.uid,
-            start_ticks: h.start_ticks,
-            start_unix_ns: h.start_unix_ns,
-            writers,
-            num_classes: h.num_classes,
-            cmdline: Snapshot::split_cmdline(&h.cmdline[..len]),
-            host,
-            devices,
-        })
-    }
-}
-
-/// A consistent copy of a section, retrying for a while if a writer is inside it.
-///
-/// # Safety
-/// `p` points to a mapped section starting with its sequence number.
-unsafe fn read_section<T: Copy>(p: *const T) -> Option<T> {
-    for _ in 0..100 {
-        // SAFETY: by contract.
-        if let Some(v) = unsafe { seqlock::read(p, 10_000) } {
-            return Some(v);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    None
 }

@@ -1,6 +1,7 @@
 //! Reading stats files: finding them, validating them, telling live from stale ones, and
 //! taking consistent snapshots.
 
+pub mod copy;
 pub mod file_name;
 pub mod liveness;
 pub mod mapped;
