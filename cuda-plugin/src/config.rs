@@ -15,6 +15,13 @@
 //! - `per_process_memory_fraction:F` (0 < F <= 1): cap on reserved memory;
 //! - `device_capacity_mb:N`: memory of a simulated device (poolside only).
 //!
+//! Keys PyTorch knows that have no effect in poolside are accepted with a warning that
+//! says so: `release_lock_on_cudamalloc:True` (the pool keeps its lock around driver
+//! calls: they change the structures the lock guards), `pinned_use_cuda_host_register`
+//! and `pinned_num_register_threads` (pinned host memory is PyTorch's own host
+//! allocator's, never poolside's; PyTorch still reads them from
+//! `PYTORCH_CUDA_ALLOC_CONF`), and `max_split_size_mb` while expandable segments are on.
+//!
 //! Unknown keys in `PYTORCH_CUDA_ALLOC_CONF` get a warning here (the host engine warns
 //! about those in `POOLSIDE_CONF`, or this plugin when libpoolside.so is not loaded); a
 //! bad value of one of these keys gets a warning and the earlier value stays. Warnings
@@ -113,6 +120,9 @@ impl PluginConfig {
         let warn_now = !WARNED.swap(true, Ordering::Relaxed);
         let mut c = PluginConfig::default();
         let vars = [("PYTORCH_CUDA_ALLOC_CONF", true), ("POOLSIDE_CONF", false)];
+        let mut lines = Vec::new();
+        // The variable that set max_split_size_mb last (its line gets the note).
+        let mut split_from = None;
         for (var, warn_unknown) in vars {
             let Some(v) = std::env::var_os(var) else {
                 continue;
@@ -124,20 +134,38 @@ impl PluginConfig {
             } else {
                 Problems::new()
             };
+            let split = c.max_split_size;
             for m in c.apply(var, &v, warn_unknown) {
                 problems.add_text(m.as_bytes());
             }
-            if warn_now {
+            if c.max_split_size != split {
+                split_from = Some(lines.len());
+            }
+            lines.push((var, problems));
+        }
+        // Known only once both variables are read: POOLSIDE_CONF may turn them off.
+        if let (Some(i), Some(note)) = (split_from, c.split_size_note()) {
+            lines[i].1.add_text(note.as_bytes());
+        }
+        if warn_now {
+            for (var, problems) in &lines {
                 problems.emit(var.as_bytes());
             }
         }
         c
     }
 
+    /// Why `max_split_size_mb` does nothing, when it is set while expandable segments
+    /// are on (an expandable segment has no fixed blocks to protect from splitting).
+    pub fn split_size_note(&self) -> Option<&'static str> {
+        (self.expandable_segments && self.max_split_size != usize::MAX).then_some(
+            "'max_split_size_mb' has no effect with expandable segments (poolside's default): set expandable_segments:false for it to apply",
+        )
+    }
+
     /// Applies one variable's value (`var` names it). Returns its problems, one message
     /// each, without printing them; bad entries leave the settings as they were.
     pub fn apply(&mut self, var: &str, conf: &str, warn_unknown: bool) -> Vec<String> {
-        let _ = var;
         let mut warnings = Vec::new();
         let mut bad = |msg: String| warnings.push(msg);
         for (key, value) in entries(conf) {
@@ -168,6 +196,19 @@ impl PluginConfig {
                     Some(d) => self.roundup_divisions = d,
                     None => bad(format!("bad value for 'roundup_power2_divisions': {shown}, expected a power of two or [MB:N,...,>:N]")),
                 },
+                "release_lock_on_cudamalloc" => match parse_bool(value.as_bytes()) {
+                    Some(false) => {}
+                    Some(true) => bad("'release_lock_on_cudamalloc' has no effect in poolside: the pool keeps its lock around driver calls".into()),
+                    None => bad(format!("bad value for 'release_lock_on_cudamalloc': {shown}, expected true or false")),
+                },
+                "pinned_use_cuda_host_register" | "pinned_num_register_threads" => {
+                    let who = if var == "PYTORCH_CUDA_ALLOC_CONF" {
+                        "PyTorch's own pinned-memory allocator reads it"
+                    } else {
+                        "it has no effect here"
+                    };
+                    bad(format!("'{key}' concerns pinned host memory, which poolside does not allocate: {who}"));
+                }
                 "backend" => {
                     if value != "native" {
                         bad(format!("'backend' {shown} does not apply: poolside is the allocator"));
@@ -295,6 +336,40 @@ mod tests {
     }
 
     #[test]
+    fn keys_without_effect_are_accepted_with_a_warning_saying_so() {
+        let mut c = PluginConfig::default();
+        let w = c.apply(
+            "PYTORCH_CUDA_ALLOC_CONF",
+            "release_lock_on_cudamalloc:True,pinned_use_cuda_host_register:True,pinned_num_register_threads:8,max_split_size_mb:128",
+            true,
+        );
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].contains("'release_lock_on_cudamalloc' has no effect"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("'pinned_use_cuda_host_register'") && w[1].contains("PyTorch's own"));
+        assert!(w[2].contains("'pinned_num_register_threads'"));
+        let note = c.split_size_note().unwrap();
+        assert!(note.contains("no effect with expandable segments"));
+        // Values that change nothing, or a setting that applies: no warning.
+        let mut c = PluginConfig::default();
+        let w = c.apply(
+            "PYTORCH_CUDA_ALLOC_CONF",
+            "release_lock_on_cudamalloc:False,expandable_segments:false,max_split_size_mb:128",
+            true,
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.max_split_size, 128 << 20);
+        assert_eq!(c.split_size_note(), None, "cuMemAlloc segments: it applies");
+        let w = c.apply("POOLSIDE_CONF", "release_lock_on_cudamalloc:maybe", false);
+        assert!(
+            w[0].contains("bad value for 'release_lock_on_cudamalloc'"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn poolside_conf_does_not_warn_about_host_keys() {
         let mut c = PluginConfig::default();
         let w = c.apply(
@@ -326,7 +401,11 @@ mod tests {
     /// to a value at least as large, a multiple of 512, or is refused.
     #[test]
     fn sizes_near_size_max_are_refused_not_wrapped() {
-        for conf in ["", "roundup_power2_divisions:4", "roundup_power2_divisions:[>:16]"] {
+        for conf in [
+            "",
+            "roundup_power2_divisions:4",
+            "roundup_power2_divisions:[>:16]",
+        ] {
             let mut c = PluginConfig::default();
             c.apply("X", conf, false);
             assert_eq!(c.round_size(usize::MAX), None, "{conf}");
