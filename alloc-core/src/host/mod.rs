@@ -1,7 +1,7 @@
 //! The host pool: what `malloc` and the Rust global allocator call.
 //!
 //! Sizes up to 1 MiB go to the calling thread's heap (size classes in 64 KiB-unit spans);
-//! up to 16 MiB to a large span of whole units taken from the arena; beyond that (or for
+//! up to 4 MiB (`LARGE_MAX`) to a large span of whole units taken from the arena; beyond that (or for
 //! alignments above 64 KiB) to a mapping of their own. Every path returns null on failure
 //! and leaves existing blocks untouched.
 
