@@ -57,3 +57,51 @@ def test_run_gives_an_unchanged_torch_script_the_gpu_pool_and_stat_shows_it(pool
     assert device["allocations"]["current"] == 1
     lines = table.splitlines()
     assert any(" host " in l for l in lines) and any(" cuda:0 " in l for l in lines), table
+
+
+FIGURES_SCRIPT = textwrap.dedent("""\
+    import json, sys, torch
+    import poolside.torch as pt
+    raw_alloc = torch._C._cuda_cudaCachingAllocator_raw_alloc
+    raw_delete = torch._C._cuda_cudaCachingAllocator_raw_delete
+    blocks = [raw_alloc(n << 20, 0) for n in (3, 3, 40, 40)]
+    raw_delete(blocks[0])  # beside a live block: fragmentation
+    raw_delete(blocks[2])  # 40 MiB on their own pages: cached
+    torch.cuda.synchronize()
+    s = pt.pool_stats(0)
+    m = pt.memory_stats(0)
+    print(json.dumps({"pool": s, "torch": m}), flush=True)
+    sys.stdin.readline()
+""")
+
+
+def test_stat_and_memory_stats_show_the_same_figures_under_the_same_names(poolside_bin, cudart_shim, tmp_path):
+    """Cached, fragmented, fragmentation, peak overhead and the largest free block: read
+    in-process by poolside.torch and from outside by `poolside stat --json`."""
+    stats = tmp_path / "stats"
+    stats.mkdir()
+    env = clean_env(POOLSIDE_CONF=f"stats_dir:{stats}", POOLSIDE_CUDA_DRIVER="sim", LD_PRELOAD=cudart_shim)
+    proc = subprocess.Popen([poolside_bin, "run", "--", sys.executable, "-c", FIGURES_SCRIPT], env=env, cwd="/",
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.poll() is not None else ""
+        inside = json.loads(line)
+        report = json.loads(subprocess.run([poolside_bin, "stat", "--stats-dir", str(stats), "--json"],
+                                           capture_output=True, text=True, check=True).stdout)
+    finally:
+        out, err = proc.communicate("\n", timeout=60)
+    assert proc.returncode == 0, err
+    [entry] = report
+    [device] = entry["devices"]
+    pool = inside["pool"]
+    for name in ("cached_bytes", "largest_free_block", "fragmentation", "peak_overhead"):
+        assert device[name] == pool[name], name
+    for name in ("fragmented_bytes", "reserved_bytes", "allocated_bytes", "active_bytes"):
+        assert device[name] == pool[name], name
+    assert inside["torch"]["inactive_split_bytes.all.current"] == device["fragmented_bytes"]["current"]
+    # 40 MiB freed on pages of their own are cached, not fragmentation.
+    assert device["cached_bytes"] >= 40 * MIB
+    assert device["fragmented_bytes"]["current"] < device["cached_bytes"]
+    assert device["largest_free_block"] >= 40 * MIB
+    assert device["mapped_bytes"] == device["reserved_bytes"]["current"]

@@ -25,6 +25,8 @@ TORCH_KEYS = {
     "allocation.all.peak": "allocations.peak",
     "segment.all.current": "segments.current",
     "segment.all.peak": "segments.peak",
+    "inactive_split_bytes.all.current": "fragmented_bytes.current",
+    "inactive_split_bytes.all.peak": "fragmented_bytes.peak",
     "num_alloc_retries": "alloc_retries",
     "num_ooms": "ooms",
     "num_device_alloc": "device_allocs",
@@ -111,6 +113,12 @@ def test_pool_stats_has_every_field(fake_lib):
     assert got["largest_free_block"] == expected("largest_free_block", 2)
     assert got["segments"] == {"current": expected("segments.current", 2), "peak": expected("segments.peak", 2)}
     assert "seq" not in got and "_reserved" not in got
+    assert got["cached_bytes"] == expected("cached_bytes", 2)
+    assert got["fragmented_bytes"]["current"] == expected("fragmented_bytes.current", 2)
+    # The figures poolside stat --json derives, under its names and formulas.
+    reserved = expected("reserved_bytes.current", 2)
+    assert got["fragmentation"] == min(expected("fragmented_bytes.current", 2) / reserved, 1.0)
+    assert got["peak_overhead"] == expected("reserved_bytes.peak", 2) / expected("allocated_bytes.peak", 2)
 
 
 def test_summary_shows_current_and_peak(fake_lib):

@@ -6,9 +6,16 @@ from the pool's own counters (``poolside_cuda_memory_stats``), so existing loggi
 keeps working.
 
 Only the "all" pool is reported (poolside has no small/large split), and only keys the
-library counts: the cumulative ``.allocated``/``.freed`` entries, "active.*" and
-"inactive_split*" have no counterpart in DeviceSection and are left out rather than
-invented. pool_stats() gives every field of the section.
+library counts: the cumulative ``.allocated``/``.freed`` entries, "active.*" (a count of
+blocks), "inactive_split.*" and "oversize_*" have no counterpart in DeviceSection and are
+left out rather than invented. "inactive_split_bytes" is poolside's fragmented bytes:
+free memory that shares a page or segment with active blocks, so that releasing the
+cache cannot return it (PyTorch counts the free blocks of split segments, the same idea
+at the granularity of its blocks).
+
+pool_stats() gives every field of the section, plus the figures ``poolside stat --json``
+derives, under the same names: "fragmentation" (fragmented / reserved) and
+"peak_overhead" (peak reserved / peak allocated), None when undefined.
 """
 
 import collections
@@ -29,6 +36,7 @@ GAUGES = (
     ("requested_bytes", "requested_bytes"),
     ("allocation", "allocations"),
     ("segment", "segments"),
+    ("inactive_split_bytes", "fragmented_bytes"),
 )
 # torch scalar key -> DeviceSection counter.
 SCALARS = (
@@ -92,6 +100,11 @@ def pool_stats(device=None):
             continue
         value = getattr(section, name)
         out[name] = {"current": value.current, "peak": value.peak} if hasattr(value, "peak") else value
+    reserved, allocated = section.reserved_bytes, section.allocated_bytes
+    out["fragmentation"] = (
+        min(section.fragmented_bytes.current / reserved.current, 1.0) if reserved.current else None
+    )
+    out["peak_overhead"] = reserved.peak / allocated.peak if allocated.peak else None
     return out
 
 

@@ -45,6 +45,7 @@ def memory_summary(device=None, abbreviated=False):
         ("Active memory", s.active_bytes, True),
         ("Requested memory", s.requested_bytes, True),
         ("GPU reserved memory", s.reserved_bytes, True),
+        ("Non-releasable memory", s.fragmented_bytes, True),
         ("Allocations", s.allocations, False),
         ("GPU reserved segments", s.segments, False),
     ):
@@ -55,6 +56,7 @@ def memory_summary(device=None, abbreviated=False):
         for label, value in (
             ("Mapped device memory", format_size(s.mapped_bytes)),
             ("Free inside the pool", format_size(s.cached_free_bytes)),
+            ("Cached (releasable)", format_size(s.cached_bytes)),
             ("Largest free block", format_size(s.largest_free_block)),
             ("Pool hits / misses", f"{s.hits} / {s.misses}"),
             ("Device allocs / frees", f"{s.device_allocs} / {s.device_frees}"),
