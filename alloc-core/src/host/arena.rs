@@ -33,14 +33,24 @@ pub struct Arena {
     pub huge: HugeCache,
     /// Bytes of the mappings in `huge` (whoever takes, puts or expires them keeps it).
     pub huge_cached: usize,
+    /// Highest live bytes (reserved, less dirty units and cached huge mappings) seen in
+    /// the current window of [`PEAK_WINDOW_MS`] and in the one before: what the dirty cap
+    /// follows, so that it does not collapse when live data drops at once.
+    live_peak: [usize; 2],
+    /// When the current window ends (coarse ms).
+    window_end: u64,
 }
 
 // SAFETY: the raw pointers are only followed under the arena lock.
 unsafe impl Send for Arena {}
 
-/// Dirty bytes always allowed to wait for their purge delay; beyond this and a quarter of
-/// the memory in use, a free purges the longest-quiet segments at once (`trim`).
+/// Dirty bytes always allowed to wait for their purge delay; beyond this and the recent
+/// peak of live bytes, a free purges the longest-quiet segments at once (`trim`).
 const DIRTY_MIN: usize = 32 << 20;
+
+/// Length of a window of the live peak the dirty cap follows: a drop of live data is
+/// remembered for one to two windows.
+const PEAK_WINDOW_MS: u64 = 1000;
 
 /// The process's arena.
 pub static ARENA: SpinLock<Arena> = SpinLock::new(Arena {
@@ -55,6 +65,8 @@ pub static ARENA: SpinLock<Arena> = SpinLock::new(Arena {
     segment_count: 0,
     huge: HugeCache::EMPTY,
     huge_cached: 0,
+    live_peak: [0; 2],
+    window_end: 0,
 });
 
 /// A span handed out by the arena.
@@ -108,6 +120,7 @@ impl Arena {
         self.dirty -= (units - clean) * UNIT_SIZE;
         self.reserved += clean * UNIT_SIZE;
         self.peak_reserved = self.peak_reserved.max(self.reserved);
+        self.note_live(sys::now_ms());
         let page: *mut Page = &mut s.pages[first];
         // SAFETY: page is the span head in live metadata.
         unsafe { (*page).flags = IN_USE };
@@ -139,7 +152,7 @@ impl Arena {
         let now = sys::now_ms();
         s.purge_at = now + self.purge_delay_ms;
         self.next_purge = self.next_purge.min(s.purge_at);
-        if self.dirty > self.dirty_cap() {
+        if self.dirty > self.dirty_cap(now) {
             self.trim();
         }
         self.maybe_purge(now, false);
@@ -165,6 +178,7 @@ impl Arena {
         self.dirty -= (units - old - clean) * UNIT_SIZE;
         self.reserved += clean * UNIT_SIZE;
         self.peak_reserved = self.peak_reserved.max(self.reserved);
+        self.note_live(sys::now_ms());
         self.publish();
         true
     }
@@ -260,9 +274,33 @@ impl Arena {
         self.publish();
     }
 
-    /// Dirty bytes allowed to wait for their purge delay.
-    fn dirty_cap(&self) -> usize {
-        DIRTY_MIN.max((self.reserved - self.dirty) / 4)
+    /// Bytes in use: reserved, less dirty units and cached huge mappings.
+    fn live(&self) -> usize {
+        self.reserved
+            .saturating_sub(self.dirty)
+            .saturating_sub(self.huge_cached)
+    }
+
+    /// Records the live bytes in the peak windows, starting a new window when the current
+    /// one is over (the older one is forgotten; after a long quiet spell both are).
+    fn note_live(&mut self, now: u64) {
+        if now >= self.window_end {
+            let quiet = now >= self.window_end + PEAK_WINDOW_MS;
+            self.live_peak = [0, if quiet { 0 } else { self.live_peak[0] }];
+            self.window_end = now + PEAK_WINDOW_MS;
+        }
+        self.live_peak[0] = self.live_peak[0].max(self.live());
+    }
+
+    /// Dirty bytes allowed to wait for their purge delay: the recent peak of live bytes
+    /// (at least [`DIRTY_MIN`]). A program that frees its data and builds it again (rounds
+    /// of a batch job, requests) finds it still faulted in; reserved memory stays within
+    /// twice the recent live peak, and the purge delay returns the rest. (A cap following
+    /// the live bytes themselves fell to its floor as soon as the data was freed, and the
+    /// trim then purged what the next round faulted back in.)
+    fn dirty_cap(&mut self, now: u64) -> usize {
+        self.note_live(now);
+        DIRTY_MIN.max(self.live_peak[0].max(self.live_peak[1]))
     }
 
     /// Purges the segments that have been quiet longest (earliest deadline first) until
@@ -270,7 +308,8 @@ impl Arena {
     /// drop what was freed a moment ago and is about to be reused: under churn that meant
     /// a page fault for most new spans and a TLB shootdown per purge.
     fn trim(&mut self) {
-        while self.dirty > self.dirty_cap() * 3 / 4 {
+        let target = self.dirty_cap(sys::now_ms()) * 3 / 4;
+        while self.dirty > target {
             let mut oldest: *mut Segment = ptr::null_mut();
             let mut at = u64::MAX;
             let mut seg = self.segments;
