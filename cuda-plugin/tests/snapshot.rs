@@ -317,3 +317,29 @@ fn the_ring_keeps_the_newest_max_entries() {
     pool.clear_history();
     assert!(pool.history().is_empty());
 }
+
+/// Not a test: prints the host cost of an allocate + free pair (served from the cache)
+/// with recording off and on. Run with
+/// `cargo test --release -p poolside-cuda --test snapshot -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_recording_cost() {
+    let _g = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
+    let (_driver, pool) = setup("");
+    let pairs = 2_000_000u32;
+    for round in 0..2 {
+        for (on, name) in [(false, "off"), (true, "on (max_entries 100000)")] {
+            set_recording(on, 100_000, 0);
+            let t = std::time::Instant::now();
+            for i in 0..pairs {
+                let size = [512usize, 64 << 10, 8 << 20][(i % 3) as usize];
+                let p = pool.malloc(std::hint::black_box(size), 0).unwrap();
+                pool.free(p).unwrap();
+            }
+            let ns = t.elapsed().as_nanos() as f64 / pairs as f64;
+            println!("round {round}: recording {name}: {ns:.1} ns per pair");
+            set_recording(false, 0, 0);
+            pool.clear_history();
+        }
+    }
+}
