@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conftest import built, clean_env
+from conftest import PYTHON_DIR, built, clean_env
 
 MIB = 1 << 20
 SCRIPT = textwrap.dedent("""\
@@ -67,7 +67,7 @@ FIGURES_SCRIPT = textwrap.dedent("""\
     blocks = [raw_alloc(n << 20, 0) for n in (3, 3, 40, 40)]
     raw_delete(blocks[0])  # beside a live block: fragmentation
     raw_delete(blocks[2])  # 40 MiB on their own pages: cached
-    torch.cuda.synchronize()
+    torch.cuda.is_initialized = lambda: True  # the shim allocates; torch's CUDA never starts
     s = pt.pool_stats(0)
     m = pt.memory_stats(0)
     print(json.dumps({"pool": s, "torch": m}), flush=True)
@@ -80,7 +80,9 @@ def test_stat_and_memory_stats_show_the_same_figures_under_the_same_names(poolsi
     in-process by poolside.torch and from outside by `poolside stat --json`."""
     stats = tmp_path / "stats"
     stats.mkdir()
-    env = clean_env(POOLSIDE_CONF=f"stats_dir:{stats}", POOLSIDE_CUDA_DRIVER="sim", LD_PRELOAD=cudart_shim)
+    # This checkout's poolside package, not an installed copy.
+    env = clean_env(POOLSIDE_CONF=f"stats_dir:{stats}", POOLSIDE_CUDA_DRIVER="sim", LD_PRELOAD=cudart_shim,
+                    PYTHONPATH=str(PYTHON_DIR))
     proc = subprocess.Popen([poolside_bin, "run", "--", sys.executable, "-c", FIGURES_SCRIPT], env=env, cwd="/",
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
