@@ -106,6 +106,8 @@ for p in range(6):
     if p >= 3: vals += [b'', b'\x00\xff', b'y' * 300]
     if p >= 4: vals += [frozenset({1, 2}), {3, 'x'}, 'z' * 70000]
     if p >= 5: vals += [bytearray(b'ab')]
+    late = ['memoized after 255 others']
+    vals += [late, late]  # fetched with LONG_BINGET (memo index > 255)
     b = pickle.dumps(vals, protocol=p)
     o = pickletools.optimize(b)
     for x in (b, o):
@@ -175,6 +177,7 @@ fn decodes_every_opcode_python_writes_for_builtins_as_python_does() {
                 "PUT",
                 "BINPUT",
                 "LONG_BINPUT",
+                "LONG_BINGET",
                 "MEMOIZE",
             ] {
                 assert!(f.contains(&op), "Python wrote no {op}: {line}");
@@ -324,8 +327,17 @@ fn mutate(mut b: Vec<u8>, ms: &[Mutation]) -> Vec<u8> {
     b
 }
 
+/// `default` cases, or `PROPTEST_CASES` when set (for a longer run by hand).
+fn cases(default: u32) -> ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig::with_cases(n)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(cases(2000))]
 
     #[test]
     fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -351,7 +363,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(cases(300))]
 
     #[test]
     fn mutated_snapshots_never_panic(ms in proptest::collection::vec(mutation(), 1..8)) {
