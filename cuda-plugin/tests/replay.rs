@@ -290,6 +290,48 @@ fn a_pickle_nested_10000_deep_is_refused_in_process() {
     std::fs::remove_file(path).ok();
 }
 
+/// The library cargo built with this test (target/<profile>/deps, else target/<profile>).
+fn library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let fresh = deps.join("libpoolside_cuda.so");
+    if fresh.exists() {
+        return fresh;
+    }
+    deps.parent().unwrap().join("libpoolside_cuda.so")
+}
+
+#[test]
+fn python_calling_the_library_survives_a_pickle_nested_10000_deep() {
+    // As `poolside.torch` users would call it: ctypes, in the Python process.
+    let lib = library();
+    if !lib.exists() {
+        println!("skipped: {} not built", lib.display());
+        return;
+    }
+    let path = tmp("deep-py.pickle");
+    std::fs::write(&path, nested(10_000)).unwrap();
+    let out = python(&format!(
+        "import ctypes\n\
+         lib = ctypes.CDLL({:?})\n\
+         lib.poolside_cuda_replay.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]\n\
+         lib.poolside_cuda_replay_free.argtypes = [ctypes.c_void_p]\n\
+         out = ctypes.c_void_p()\n\
+         code = lib.poolside_cuda_replay({:?}.encode(), 0, ctypes.byref(out))\n\
+         print(code, ctypes.string_at(out.value).decode())\n\
+         lib.poolside_cuda_replay_free(out)\n\
+         print('still here')\n",
+        lib.to_str().unwrap(),
+        path.to_str().unwrap()
+    ));
+    assert!(
+        out.starts_with("1 ") && out.contains("nested deeper than"),
+        "{out}"
+    );
+    assert!(out.ends_with("still here\n"), "{out}");
+    std::fs::remove_file(path).ok();
+}
+
 #[test]
 fn objects_are_refused_naming_what_they_reference() {
     let cases: [(&str, &str); 5] = [
