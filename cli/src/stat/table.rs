@@ -109,6 +109,44 @@ pub fn graph_notes(ps: &[ProcessReport]) -> String {
     out
 }
 
+/// The per-class breakdown of each process.
+pub fn classes(ps: &[ProcessReport]) -> String {
+    let mut out = String::new();
+    for p in ps {
+        out.push_str(&format!("\n{} {}\n", p.pid, short_command(&p.command)));
+        let rows: Vec<Vec<String>> = p
+            .classes
+            .iter()
+            .flatten()
+            .map(|c| {
+                vec![
+                    c.slot.to_string(),
+                    c.kind.to_string(),
+                    if c.block_size == 0 {
+                        "-".into()
+                    } else {
+                        c.block_size.to_string()
+                    },
+                    c.allocations.to_string(),
+                    c.frees.to_string(),
+                    c.hits.to_string(),
+                    c.misses.to_string(),
+                    bytes(c.live_bytes),
+                    percent(c.hit_rate),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "CLASS", "KIND", "BLOCK", "ALLOCS", "FREES", "HITS", "MISSES", "LIVE", "HIT",
+            ],
+            &rows,
+            &[1],
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod graph_note_tests {
     use super::*;
@@ -146,42 +184,4 @@ mod graph_note_tests {
         );
         assert!(n.contains(&bytes(3 << 20)), "{n}");
     }
-}
-
-/// The per-class breakdown of each process.
-pub fn classes(ps: &[ProcessReport]) -> String {
-    let mut out = String::new();
-    for p in ps {
-        out.push_str(&format!("\n{} {}\n", p.pid, short_command(&p.command)));
-        let rows: Vec<Vec<String>> = p
-            .classes
-            .iter()
-            .flatten()
-            .map(|c| {
-                vec![
-                    c.slot.to_string(),
-                    c.kind.to_string(),
-                    if c.block_size == 0 {
-                        "-".into()
-                    } else {
-                        c.block_size.to_string()
-                    },
-                    c.allocations.to_string(),
-                    c.frees.to_string(),
-                    c.hits.to_string(),
-                    c.misses.to_string(),
-                    bytes(c.live_bytes),
-                    percent(c.hit_rate),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "CLASS", "KIND", "BLOCK", "ALLOCS", "FREES", "HITS", "MISSES", "LIVE", "HIT",
-            ],
-            &rows,
-            &[1],
-        ));
-    }
-    out
 }
