@@ -278,6 +278,15 @@ pub fn text(rep: &Report) -> String {
             }
         );
         let o = &d.ours;
+        if o.alloc_retries > 0 && o.peak_reserved_bytes >= o.capacity_bytes {
+            let _ = writeln!(
+                s,
+                "  poolside filled the simulated device and stayed within it by releasing cache \
+                 {} time(s) (a device synchronize each on a GPU); a larger device_capacity_mb \
+                 shows its own footprint",
+                o.alloc_retries
+            );
+        }
         let n = d.not_replayed();
         if n == 0 {
             s += "  every alloc and free of the trace was replayed\n";

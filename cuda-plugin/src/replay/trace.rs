@@ -46,7 +46,7 @@ impl CapacitySource {
         match self {
             CapacitySource::Setting => "device_capacity_mb setting",
             CapacitySource::OomEntry => "PyTorch's reserved bytes plus the driver's free bytes at an oom entry",
-            CapacitySource::PytorchPeak => "PyTorch's peak reserved (the snapshot records no device total; set POOLSIDE_CONF=device_capacity_mb:N for the real GPU)",
+            CapacitySource::PytorchPeak => "PyTorch's peak reserved: the snapshot records no device total; POOLSIDE_CONF=device_capacity_mb:N sets the real one",
             CapacitySource::Default => "default (the snapshot has no segment information)",
         }
     }
