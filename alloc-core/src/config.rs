@@ -19,6 +19,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 pub const KNOWN_KEYS: &[&[u8]] = &[
     // host engine
     b"purge_delay_ms",
+    b"huge_pages",
     b"stats",
     b"stats_dir",
     b"verbose",
@@ -272,11 +273,42 @@ fn push_into(buf: &mut [u8], len: &mut usize, b: &[u8]) {
     *len += n;
 }
 
+/// Whether the host pool's segments use transparent huge pages (`huge_pages`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugePages {
+    /// As the kernel's THP mode allows: segments are advised `MADV_HUGEPAGE` when the mode
+    /// is `madvise`, left alone when it is `always` (they get huge pages anyway) or `never`.
+    Auto,
+    /// No huge pages, even when the kernel's mode is `always` (`MADV_NOHUGEPAGE`).
+    Never,
+    /// Segments are advised `MADV_HUGEPAGE` whatever the mode (nothing when it is `never`).
+    Always,
+}
+
+/// Parses `auto`, `never` or `always` (any case).
+pub fn parse_huge_pages(v: &[u8]) -> Option<HugePages> {
+    let mut buf = [0u8; 6];
+    if v.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(v) {
+        *d = s.to_ascii_lowercase();
+    }
+    match &buf[..v.len()] {
+        b"auto" => Some(HugePages::Auto),
+        b"never" => Some(HugePages::Never),
+        b"always" => Some(HugePages::Always),
+        _ => None,
+    }
+}
+
 /// Settings of the host engine.
 #[derive(Clone, Copy)]
 pub struct HostConfig {
     /// Delay before freed pages are returned to the OS.
     pub purge_delay_ms: u64,
+    /// Transparent huge pages for the host pool's segments.
+    pub huge_pages: HugePages,
     /// Publish statistics in a shared-memory file.
     pub stats: bool,
     /// Directory of the stats file (default /dev/shm), NUL-terminated in `stats_dir`.
@@ -298,6 +330,7 @@ impl HostConfig {
         }
         HostConfig {
             purge_delay_ms: 10,
+            huge_pages: HugePages::Auto,
             stats: true,
             stats_dir: dir,
             stats_dir_len: 8,
@@ -319,6 +352,10 @@ impl HostConfig {
             match key {
                 b"purge_delay_ms" => match parse_u64(value) {
                     Some(v) => self.purge_delay_ms = v,
+                    None => p.add(b"bad value for", key, Some(value)),
+                },
+                b"huge_pages" => match parse_huge_pages(value) {
+                    Some(v) => self.huge_pages = v,
                     None => p.add(b"bad value for", key, Some(value)),
                 },
                 b"stats" => match parse_bool(value) {
@@ -407,5 +444,10 @@ mod tests {
         assert_eq!(parse_bool(b"TRUE"), Some(true));
         assert_eq!(parse_bool(b"maybe"), None);
         assert_eq!(parse_f64(b"0.5"), Some(0.5));
+        assert_eq!(parse_huge_pages(b"Always"), Some(HugePages::Always));
+        assert_eq!(parse_huge_pages(b"never"), Some(HugePages::Never));
+        assert_eq!(parse_huge_pages(b"AUTO"), Some(HugePages::Auto));
+        assert_eq!(parse_huge_pages(b"always!"), None);
+        assert_eq!(parse_huge_pages(b"madvise"), None);
     }
 }

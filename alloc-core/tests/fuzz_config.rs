@@ -5,7 +5,7 @@
 //! `PROPTEST_CASES` raises them for a longer local run.
 
 use alloc_core::config::{
-    entries, parse_u64, HostConfig, Problems, KNOWN_KEYS, NAMED_PROBLEMS, SHOWN_BYTES,
+    entries, parse_u64, HostConfig, HugePages, Problems, KNOWN_KEYS, NAMED_PROBLEMS, SHOWN_BYTES,
 };
 use proptest::prelude::*;
 
@@ -13,6 +13,7 @@ use proptest::prelude::*;
 #[derive(Clone, Debug, PartialEq)]
 struct Settings {
     purge_delay_ms: u64,
+    huge_pages: HugePages,
     stats: bool,
     stats_dir: Vec<u8>,
     verbose: bool,
@@ -21,6 +22,7 @@ struct Settings {
 fn settings(c: &HostConfig) -> Settings {
     Settings {
         purge_delay_ms: c.purge_delay_ms,
+        huge_pages: c.huge_pages,
         stats: c.stats,
         stats_dir: c.stats_dir().to_vec(),
         verbose: c.verbose,
@@ -42,6 +44,14 @@ fn model_entry(s: &mut Settings, key: &[u8], value: &[u8]) -> Result<(), ()> {
                 return Err(());
             }
             s.purge_delay_ms = std::str::from_utf8(value).unwrap().parse().unwrap();
+        }
+        b"huge_pages" => {
+            s.huge_pages = match value.to_ascii_lowercase().as_slice() {
+                b"auto" => HugePages::Auto,
+                b"never" => HugePages::Never,
+                b"always" => HugePages::Always,
+                _ => return Err(()),
+            }
         }
         b"stats" => s.stats = boolean(value)?,
         b"verbose" => s.verbose = boolean(value)?,
@@ -96,6 +106,7 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
             Just("true"), Just("OFF"), Just("Yes"), Just("0"), Just("1"), Just("no"),
             Just("18446744073709551615"), Just("9999999999999999999"), Just("-1"),
             Just("+5"), Just("0x10"), Just("1e3"), Just("/tmp/x"), Just("/"), Just(""),
+            Just("auto"), Just("NEVER"), Just("Always"), Just("madvise"), Just("alwayss"),
         ]
         .prop_map(|s| s.as_bytes().to_vec()),
         2 => "\\PC{0,8}".prop_map(String::into_bytes),
@@ -167,20 +178,22 @@ proptest! {
         verbose in any::<bool>(),
         dir in "/[a-zA-Z0-9_./:\\-]{0,200}",
         spelling in 0usize..4,
+        huge in prop::sample::select(&[("auto", HugePages::Auto), ("Never", HugePages::Never), ("ALWAYS", HugePages::Always)][..]),
     ) {
         let words = [("true", "false"), ("ON", "off"), ("1", "0"), ("yes", "No")][spelling];
         let b = |v: bool| if v { words.0 } else { words.1 };
         let conf = format!(
-            "purge_delay_ms:{delay}, stats : {} ,stats_dir:{dir},verbose:{}",
+            "purge_delay_ms:{delay}, stats : {} ,stats_dir:{dir},verbose:{},huge_pages:{}",
             b(stats),
-            b(verbose)
+            b(verbose),
+            huge.0
         );
         let mut c = HostConfig::DEFAULT;
         let p = c.apply(conf.as_bytes());
         prop_assert_eq!(p.count(), 0, "{}", String::from_utf8_lossy(p.text()));
         prop_assert_eq!(
             settings(&c),
-            Settings { purge_delay_ms: delay, stats, stats_dir: dir.into_bytes(), verbose }
+            Settings { purge_delay_ms: delay, huge_pages: huge.1, stats, stats_dir: dir.into_bytes(), verbose }
         );
     }
 

@@ -7,7 +7,7 @@
 
 use super::huge::HugeCache;
 use super::page::{Page, IN_USE};
-use super::segment::Segment;
+use super::segment::{Segment, Thp};
 use super::{stats, SEGMENT_SIZE, UNITS, UNIT_SIZE};
 use crate::source::{os, MemorySource};
 use crate::sys::{self, SpinLock};
@@ -39,6 +39,9 @@ pub struct Arena {
     live_peak: [usize; 2],
     /// When the current window ends (coarse ms).
     window_end: u64,
+    /// Transparent huge pages: the advice new segments get, and whether purges keep whole
+    /// huge pages (set at init from `huge_pages` and the kernel's mode).
+    pub thp: Thp,
 }
 
 // SAFETY: the raw pointers are only followed under the arena lock.
@@ -67,6 +70,7 @@ pub static ARENA: SpinLock<Arena> = SpinLock::new(Arena {
     huge_cached: 0,
     live_peak: [0; 2],
     window_end: 0,
+    thp: Thp::OFF,
 });
 
 /// A span handed out by the arena.
@@ -184,7 +188,10 @@ impl Arena {
     }
 
     fn new_segment(&mut self) -> Option<*mut Segment> {
+        // Aligned to its size, so its 2 MiB chunks can each be one huge page.
         let base = os::OS.reserve(SEGMENT_SIZE, SEGMENT_SIZE)?;
+        // SAFETY: the reservation was just made by the OS source.
+        unsafe { os::advise_huge(base.as_ptr(), SEGMENT_SIZE, self.thp.advice) };
         let meta = match os::map(core::mem::size_of::<Segment>()) {
             Some(m) => m.as_ptr() as *mut Segment,
             None => {
@@ -243,9 +250,12 @@ impl Arena {
             // SAFETY: live segment under the lock.
             let s = unsafe { &mut *seg };
             let following = s.next;
-            if s.purge_at != 0 && (force || s.purge_at <= now) {
+            if force || (s.purge_at != 0 && s.purge_at <= now) {
+                // Units kept for their huge page wait for the segment's next free, the
+                // dirty cap or a forced collect.
+                let whole = self.thp.whole_chunks && !force;
                 // SAFETY: dirty units are free: no live data.
-                let bytes = s.purge_dirty(|a, l| unsafe { os::purge(a as *mut u8, l) });
+                let bytes = s.purge_dirty(whole, |a, l| unsafe { os::purge(a as *mut u8, l) });
                 self.dirty -= bytes;
                 self.reserved -= bytes;
                 self.purged += bytes;
@@ -316,7 +326,8 @@ impl Arena {
             while !seg.is_null() {
                 // SAFETY: live segment under the lock.
                 let s = unsafe { &*seg };
-                if s.purge_at != 0 && s.purge_at < at {
+                // Units kept for their huge page (no deadline) have waited longest.
+                if s.has_dirty() && (oldest.is_null() || s.purge_at < at) {
                     (oldest, at) = (seg, s.purge_at);
                 }
                 seg = s.next;
@@ -327,7 +338,7 @@ impl Arena {
             // SAFETY: as above.
             let s = unsafe { &mut *oldest };
             // SAFETY: dirty units are free: no live data.
-            let bytes = s.purge_dirty(|a, l| unsafe { os::purge(a as *mut u8, l) });
+            let bytes = s.purge_dirty(false, |a, l| unsafe { os::purge(a as *mut u8, l) });
             self.dirty -= bytes;
             self.reserved -= bytes;
             self.purged += bytes;

@@ -4,8 +4,10 @@
 
 use super::arena::ARENA;
 use super::heap::{self, Heap, HEAPS};
+use super::segment::thp_policy;
 use super::stats::{self, STATS_LOCK};
 use crate::config::HostConfig;
+use crate::source::os;
 use crate::stats::{layout::WRITER_HOST, shm};
 use crate::sys::{self, SpinLock};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -41,7 +43,12 @@ fn init_slow() {
     }
     let cfg = HostConfig::from_env();
     *CONFIG.lock() = cfg;
-    ARENA.lock().purge_delay_ms = cfg.purge_delay_ms;
+    {
+        let mut arena = ARENA.lock();
+        arena.purge_delay_ms = cfg.purge_delay_ms;
+        // Before the first segment: every thread's first allocation waits for READY.
+        arena.thp = thp_policy(cfg.huge_pages, os::thp_mode());
+    }
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: key is a valid out-parameter; the destructor has the right signature.
     if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {

@@ -5,12 +5,71 @@
 //! units: `free` (not part of any span) and `dirty` (free, and possibly touched since it
 //! was last purged: still counted as reserved). A unit that is free and not dirty reads as
 //! zero and costs no RSS.
+//!
+//! Huge pages: a segment is aligned to its 32 MiB, so each of its 16 chunks of 2 MiB can be
+//! one transparent huge page. Where the kernel gives them (see [`thp_policy`]), the delayed
+//! purge works in whole chunks: a chunk is purged when all of it is free, or when at least
+//! half of it is free and dirty; a partly used chunk with less free keeps its dirty units
+//! (purging them would split its huge page for a few free KiB) until more of it is freed,
+//! the arena's dirty cap needs the room, or a forced collect.
 
 use super::page::Page;
-use super::{pagemap, UNITS, UNIT_SHIFT, UNIT_SIZE};
+use super::{pagemap, SEGMENT_SIZE, UNITS, UNIT_SHIFT, UNIT_SIZE};
+use crate::config::HugePages;
+use crate::source::os::{HugeAdvice, ThpMode};
 use core::ptr;
 
 const WORDS: usize = UNITS / 64;
+
+/// Bytes of a huge page (x86-64 and arm64 with 4 KiB pages).
+pub const HUGE_PAGE: usize = 2 << 20;
+/// Units in a huge page; chunk `c` is bits `(c % 2) * 32..` of word `c / 2`.
+const CHUNK_UNITS: usize = HUGE_PAGE / UNIT_SIZE;
+const _: () = assert!(CHUNK_UNITS == 32 && SEGMENT_SIZE % HUGE_PAGE == 0);
+/// Free dirty units that make a partly used chunk worth purging (half of it).
+const PURGE_PARTIAL_FROM: u32 = CHUNK_UNITS as u32 / 2;
+
+/// How the host pool's segments use transparent huge pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thp {
+    /// Advice given to each new segment.
+    pub advice: HugeAdvice,
+    /// Segments may be backed by huge pages: purge in whole chunks (see the module docs).
+    pub whole_chunks: bool,
+}
+
+impl Thp {
+    /// Before the configuration is read: no advice, purges of any size.
+    pub const OFF: Thp = Thp {
+        advice: HugeAdvice::None,
+        whole_chunks: false,
+    };
+}
+
+/// The policy for `huge_pages` (configuration) under the kernel's THP mode (`None` when
+/// /sys does not say). `auto` advises huge pages only in mode `madvise` (in `always` the
+/// kernel uses them anyway, in `never` it refuses); `never` advises against them when the
+/// mode is `always`; `always` advises them unless the mode is `never`.
+pub fn thp_policy(cfg: HugePages, mode: Option<ThpMode>) -> Thp {
+    let (advice, whole_chunks) = match (cfg, mode) {
+        (_, Some(ThpMode::Never)) => (HugeAdvice::None, false),
+        (HugePages::Auto, Some(ThpMode::Madvise)) => (HugeAdvice::Huge, true),
+        (HugePages::Auto, Some(ThpMode::Always)) => (HugeAdvice::None, true),
+        (HugePages::Auto, None) => (HugeAdvice::None, false),
+        (HugePages::Never, Some(ThpMode::Always)) => (HugeAdvice::NoHuge, false),
+        (HugePages::Never, _) => (HugeAdvice::None, false),
+        (HugePages::Always, _) => (HugeAdvice::Huge, true),
+    };
+    Thp {
+        advice,
+        whole_chunks,
+    }
+}
+
+/// The 32 bits of chunk `c` in `bits`.
+fn chunk(bits: &[u64; WORDS], c: usize) -> u64 {
+    bits[c / 2] >> (c % 2 * 32) & 0xffff_ffff
+}
 
 /// Metadata of one segment.
 #[repr(C)]
@@ -153,18 +212,35 @@ impl Segment {
         true
     }
 
-    /// Calls `purge(addr, len)` for every run of dirty units and marks them clean.
-    /// Returns the bytes purged.
-    pub fn purge_dirty(&mut self, mut purge: impl FnMut(usize, usize)) -> usize {
+    /// Calls `purge(addr, len)` for every run of dirty units and marks them clean; with
+    /// `whole_chunks`, only those of chunks entirely free or at least half free and dirty
+    /// (see the module docs). Returns the bytes purged.
+    pub fn purge_dirty(
+        &mut self,
+        whole_chunks: bool,
+        mut purge: impl FnMut(usize, usize),
+    ) -> usize {
+        let mut take = self.dirty;
+        if whole_chunks {
+            for c in 0..UNITS / CHUNK_UNITS {
+                let (dirty, free) = (chunk(&self.dirty, c), chunk(&self.free, c));
+                // Clean free units say nothing about the chunk's huge page: the kernel
+                // backs a whole chunk on its first touch, so its never-used units are
+                // resident too. Only how much is free and dirty decides.
+                if dirty != 0 && free != 0xffff_ffff && dirty.count_ones() < PURGE_PARTIAL_FROM {
+                    take[c / 2] &= !(0xffff_ffff << (c % 2 * 32));
+                }
+            }
+        }
         let mut total = 0;
         let mut u = 0;
         while u < UNITS {
-            if !get(&self.dirty, u) {
+            if !get(&take, u) {
                 u += 1;
                 continue;
             }
             let start = u;
-            while u < UNITS && get(&self.dirty, u) {
+            while u < UNITS && get(&take, u) {
                 put(&mut self.dirty, u, false);
                 u += 1;
             }
@@ -173,6 +249,11 @@ impl Segment {
             total += len;
         }
         total
+    }
+
+    /// Whether some free unit is dirty.
+    pub fn has_dirty(&self) -> bool {
+        self.dirty.iter().any(|&w| w != 0)
     }
 
     /// Whether every unit is free and clean.
@@ -216,11 +297,63 @@ mod tests {
         assert_eq!(s.take(9, 6), 2, "units 10..14 were dirty");
         s.give_back(9, 6);
         let mut calls = std::vec::Vec::new();
-        let purged = s.purge_dirty(|a, l| calls.push((a, l)));
+        let purged = s.purge_dirty(false, |a, l| calls.push((a, l)));
         assert_eq!(purged, 6 * UNIT_SIZE);
         assert_eq!(calls, [(s.base + 9 * UNIT_SIZE, 6 * UNIT_SIZE)]);
         assert!(s.is_empty_and_clean());
         assert_eq!(s.take(9, 6), 6);
+    }
+
+    #[test]
+    fn whole_chunk_purges_keep_partly_used_huge_pages() {
+        let mut s = seg();
+        let chunk = CHUNK_UNITS;
+        // Chunk 0: one unit stays in use, 4 units freed: too few to split a huge page.
+        s.take(0, 5);
+        s.give_back(1, 4);
+        // Chunk 1: one unit in use, 20 freed (at least half): purged.
+        s.take(chunk, 21);
+        s.give_back(chunk + 1, 20);
+        // Chunks 2-3: entirely freed, one span across them: purged as one run.
+        s.take(2 * chunk, 2 * chunk);
+        s.give_back(2 * chunk, 2 * chunk);
+        let mut calls = std::vec::Vec::new();
+        let purged = s.purge_dirty(true, |a, l| calls.push((a, l)));
+        let base = s.base;
+        let at = |u: usize| base + u * UNIT_SIZE;
+        assert_eq!(
+            calls,
+            [
+                (at(chunk + 1), 20 * UNIT_SIZE),
+                (at(2 * chunk), 2 * HUGE_PAGE)
+            ]
+        );
+        assert_eq!(purged, (20 + 2 * chunk) * UNIT_SIZE);
+        assert!(s.has_dirty(), "chunk 0 keeps its 4 dirty units");
+        // More of chunk 0 freed: now it goes.
+        s.give_back(0, 1);
+        calls.clear();
+        s.purge_dirty(true, |a, l| calls.push((a, l)));
+        assert_eq!(calls, [(at(0), 5 * UNIT_SIZE)]);
+        assert!(!s.has_dirty());
+    }
+
+    #[test]
+    fn thp_policy_follows_the_kernel_mode() {
+        use HugeAdvice::{Huge, NoHuge, None as Leave};
+        let p = |cfg, mode| {
+            let t = thp_policy(cfg, mode);
+            (t.advice, t.whole_chunks)
+        };
+        assert_eq!(p(HugePages::Auto, Some(ThpMode::Madvise)), (Huge, true));
+        assert_eq!(p(HugePages::Auto, Some(ThpMode::Always)), (Leave, true));
+        assert_eq!(p(HugePages::Auto, Some(ThpMode::Never)), (Leave, false));
+        assert_eq!(p(HugePages::Auto, None), (Leave, false));
+        assert_eq!(p(HugePages::Never, Some(ThpMode::Always)), (NoHuge, false));
+        assert_eq!(p(HugePages::Never, Some(ThpMode::Madvise)), (Leave, false));
+        assert_eq!(p(HugePages::Always, Some(ThpMode::Madvise)), (Huge, true));
+        assert_eq!(p(HugePages::Always, None), (Huge, true));
+        assert_eq!(p(HugePages::Always, Some(ThpMode::Never)), (Leave, false));
     }
 
     #[test]

@@ -170,6 +170,81 @@ pub unsafe fn purge(p: *mut u8, size: usize) {
     unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_DONTNEED) };
 }
 
+/// The kernel's transparent huge page mode, the bracketed word of
+/// `/sys/kernel/mm/transparent_hugepage/enabled` (`always [madvise] never`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThpMode {
+    Always,
+    Madvise,
+    Never,
+}
+
+/// The mode named in brackets in the text of the `enabled` file; `None` when there is no
+/// bracketed word, or an unknown one.
+pub fn parse_thp_mode(text: &[u8]) -> Option<ThpMode> {
+    let open = text.iter().position(|&b| b == b'[')?;
+    let rest = &text[open + 1..];
+    let close = rest.iter().position(|&b| b == b']')?;
+    match &rest[..close] {
+        b"always" => Some(ThpMode::Always),
+        b"madvise" => Some(ThpMode::Madvise),
+        b"never" => Some(ThpMode::Never),
+        _ => None,
+    }
+}
+
+/// The kernel's THP mode, read with raw system calls (nothing allocates); `None` when the
+/// file is missing (no /sys, a kernel without THP) or unreadable.
+pub fn thp_mode() -> Option<ThpMode> {
+    // SAFETY: the path is NUL-terminated; open allocates nothing in user space.
+    let fd = unsafe {
+        libc::open(
+            c"/sys/kernel/mm/transparent_hugepage/enabled".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: buf is valid for its length; fd is ours and closed once.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return None;
+    }
+    parse_thp_mode(&buf[..n as usize])
+}
+
+/// What to tell the kernel about a range's huge pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugeAdvice {
+    /// Nothing: the kernel's mode decides.
+    None,
+    /// `MADV_HUGEPAGE`: back the range with huge pages where it can (mode `madvise`).
+    Huge,
+    /// `MADV_NOHUGEPAGE`: never (mode `always`, `huge_pages:never`).
+    NoHuge,
+}
+
+/// Gives the range `advice`. A refusal (a kernel without THP) changes nothing else.
+///
+/// # Safety
+/// The range is mapped by this module.
+pub unsafe fn advise_huge(p: *mut u8, size: usize, advice: HugeAdvice) {
+    let flag = match advice {
+        HugeAdvice::None => return,
+        HugeAdvice::Huge => libc::MADV_HUGEPAGE,
+        HugeAdvice::NoHuge => libc::MADV_NOHUGEPAGE,
+    };
+    // SAFETY: these advices change only how the kernel backs the range, never its
+    // contents.
+    unsafe { libc::madvise(p as *mut libc::c_void, size, flag) };
+}
+
 // SAFETY: every reservation is a fresh private mapping owned by the caller until released;
 // the functions only make syscalls and never allocate.
 unsafe impl MemorySource for OsSource {
@@ -208,6 +283,39 @@ mod tests {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         assert_eq!(page as usize, OS_PAGE);
+    }
+
+    #[test]
+    fn thp_mode_is_the_bracketed_word() {
+        assert_eq!(
+            parse_thp_mode(b"always [madvise] never\n"),
+            Some(ThpMode::Madvise)
+        );
+        assert_eq!(
+            parse_thp_mode(b"[always] madvise never\n"),
+            Some(ThpMode::Always)
+        );
+        assert_eq!(
+            parse_thp_mode(b"always madvise [never]\n"),
+            Some(ThpMode::Never)
+        );
+        assert_eq!(parse_thp_mode(b"always madvise never\n"), None);
+        assert_eq!(parse_thp_mode(b"[inherit] always"), None);
+        assert_eq!(parse_thp_mode(b"[madvise"), None);
+        assert_eq!(parse_thp_mode(b""), None);
+        // The running kernel's file, as the kernel writes it (or none at all).
+        match std::fs::read("/sys/kernel/mm/transparent_hugepage/enabled") {
+            Ok(text) => {
+                let mode = thp_mode();
+                assert!(
+                    mode.is_some(),
+                    "{:?}",
+                    std::string::String::from_utf8_lossy(&text)
+                );
+                assert_eq!(mode, parse_thp_mode(&text));
+            }
+            Err(_) => assert_eq!(thp_mode(), None),
+        }
     }
 
     #[test]
