@@ -18,7 +18,7 @@ use alloc_core::stats::proc_self::parse_start_ticks;
 use common::*;
 use poolside_cli::reader::file_name::FileName;
 use poolside_cli::reader::liveness::maps_inode;
-use poolside_cli::reader::mapped::{examine, Verdict, FILE_SIZE};
+use poolside_cli::reader::verdict::{examine, Verdict, FILE_SIZE};
 use poolside_cli::reader::Snapshot;
 use proptest::prelude::*;
 use std::mem::{offset_of, size_of};

@@ -4,14 +4,14 @@
 pub mod copy;
 pub mod file_name;
 pub mod liveness;
-pub mod mapped;
 pub mod snapshot;
 pub mod system;
+pub mod verdict;
 
 use file_name::FileName;
-use mapped::Verdict;
 pub use snapshot::Snapshot;
 use std::path::{Path, PathBuf};
+use verdict::Verdict;
 
 /// The stats directory: `stats_dir` from `POOLSIDE_CONF` if set, else /dev/shm.
 pub fn default_dir() -> PathBuf {
@@ -74,7 +74,7 @@ pub fn scan(dir: &Path) -> std::io::Result<Scan> {
 }
 
 fn read_one(path: &Path, name: FileName, uid: u32, out: &mut Scan) {
-    match mapped::examine(path, name, uid) {
+    match verdict::examine(path, name, uid) {
         Verdict::Live(s) => out.processes.push(*s),
         Verdict::Creating => {}
         Verdict::Invalid(why) => out

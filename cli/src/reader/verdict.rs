@@ -1,4 +1,5 @@
-//! Opening, validating and snapshotting one stats file.
+//! Examining one stats file: opening and validating it, then the verdict (live with a
+//! snapshot, invalid, stale, or being created).
 //!
 //! The file is opened with O_NOFOLLOW, must be a regular file owned by the reader, and must
 //! carry the magic, version and sizes this reader knows before it is read. Sections are
