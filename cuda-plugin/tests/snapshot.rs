@@ -342,3 +342,38 @@ fn measure_recording_cost() {
         }
     }
 }
+
+#[test]
+fn a_released_graph_pool_is_traced_and_listed_with_its_id() {
+    let _g = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
+    for conf in ["", "expandable_segments:false"] {
+        let (_driver, pool) = setup(conf);
+        set_recording(true, usize::MAX, 0);
+        let filter = poolside_cuda::pool::graph_pool::Filter::new(|s| s == 0x7000);
+        assert!(pool.begin_allocate_to_pool((3, 4), filter).is_ok());
+        let graph: Vec<u64> = [512usize, 200_000, 12 * MIB]
+            .iter()
+            .map(|&n| pool.malloc(n, 0x7000).unwrap())
+            .collect();
+        pool.end_allocate_to_pool((3, 4)).unwrap();
+        let other = pool.malloc(3 * MIB, 1).unwrap();
+        let segs = pool.segments();
+        let private: Vec<_> = segs.iter().filter(|s| s.pool_id == (3, 4)).collect();
+        assert!(!private.is_empty() && private.iter().all(|s| s.stream == 0x7000));
+        assert!(segs.iter().any(|s| s.pool_id == (0, 0) && s.stream == 1));
+        pool.release_pool((3, 4)).unwrap();
+        for p in graph {
+            pool.free(p).unwrap(); // the last free lets the pool's memory go
+        }
+        let trace = pool.history();
+        set_recording(false, 0, 0);
+        pool.clear_history();
+        let (mem, requested) = replay(&trace);
+        assert_eq!(requested, HashMap::from([(other, 3 * MIB as u64)]));
+        let segs = pool.segments();
+        assert!(segs.iter().all(|s| s.pool_id == (0, 0)), "{segs:?}");
+        let reserved: u64 = mem.iter().map(|(a, b)| b - a).sum();
+        assert_eq!(reserved, pool.stats().reserved_bytes.current);
+        assert_eq!(reserved, segs.iter().map(|s| s.total_size).sum::<u64>());
+    }
+}

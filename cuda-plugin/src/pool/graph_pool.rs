@@ -430,8 +430,12 @@ impl DevicePool {
                 continue;
             };
             if ids.contains(&id) {
+                let before = self.pieces_if_recording(p);
                 let (_, calls, _) =
                     p.release_cached(self.driver.as_ref(), self.dev, &budget, u64::MAX);
+                if let Some(before) = before {
+                    self.trace_released(&mut st.history, p, before);
+                }
                 st.large_frees += calls;
                 // Memory a failed driver call kept stays counted in this stream pool; as a
                 // spare it is released by the next release_cached.
