@@ -251,8 +251,8 @@ impl Arena {
             let s = unsafe { &mut *seg };
             let following = s.next;
             if force || (s.purge_at != 0 && s.purge_at <= now) {
-                // Units kept for their huge page wait for the segment's next free, the
-                // dirty cap or a forced collect.
+                // Free units of partly used huge pages wait until the rest is freed (and
+                // the segment's next deadline), the dirty cap needs them, or a forced collect.
                 let whole = self.thp.whole_chunks && !force;
                 // SAFETY: dirty units are free: no live data.
                 let bytes = s.purge_dirty(whole, |a, l| unsafe { os::purge(a as *mut u8, l) });

@@ -8,10 +8,12 @@
 //!
 //! Huge pages: a segment is aligned to its 32 MiB, so each of its 16 chunks of 2 MiB can be
 //! one transparent huge page. Where the kernel gives them (see [`thp_policy`]), the delayed
-//! purge works in whole chunks: a chunk is purged when all of it is free, or when at least
-//! half of it is free and dirty; a partly used chunk with less free keeps its dirty units
-//! (purging them would split its huge page for a few free KiB) until more of it is freed,
-//! the arena's dirty cap needs the room, or a forced collect.
+//! purge works in whole chunks: a chunk is purged once all of it is free. A partly used
+//! chunk keeps its dirty units (purging them would split its huge page, and the next
+//! round of the program would fault them back 4 KiB at a time) until the rest of it is
+//! freed, the arena's dirty cap needs the room, or a forced collect. That is the
+//! hysteresis: time returns whole huge pages, only memory pressure splits one (the policy
+//! of TCMalloc's hugepage-aware allocator, which subreleases only to meet its limits).
 
 use super::page::Page;
 use super::{pagemap, SEGMENT_SIZE, UNITS, UNIT_SHIFT, UNIT_SIZE};
@@ -26,8 +28,6 @@ pub const HUGE_PAGE: usize = 2 << 20;
 /// Units in a huge page; chunk `c` is bits `(c % 2) * 32..` of word `c / 2`.
 const CHUNK_UNITS: usize = HUGE_PAGE / UNIT_SIZE;
 const _: () = assert!(CHUNK_UNITS == 32 && SEGMENT_SIZE % HUGE_PAGE == 0);
-/// Free dirty units that make a partly used chunk worth purging (half of it).
-const PURGE_PARTIAL_FROM: u32 = CHUNK_UNITS as u32 / 2;
 
 /// How the host pool's segments use transparent huge pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,8 +213,8 @@ impl Segment {
     }
 
     /// Calls `purge(addr, len)` for every run of dirty units and marks them clean; with
-    /// `whole_chunks`, only those of chunks entirely free or at least half free and dirty
-    /// (see the module docs). Returns the bytes purged.
+    /// `whole_chunks`, only those of chunks entirely free (see the module docs). Returns
+    /// the bytes purged.
     pub fn purge_dirty(
         &mut self,
         whole_chunks: bool,
@@ -223,11 +223,7 @@ impl Segment {
         let mut take = self.dirty;
         if whole_chunks {
             for c in 0..UNITS / CHUNK_UNITS {
-                let (dirty, free) = (chunk(&self.dirty, c), chunk(&self.free, c));
-                // Clean free units say nothing about the chunk's huge page: the kernel
-                // backs a whole chunk on its first touch, so its never-used units are
-                // resident too. Only how much is free and dirty decides.
-                if dirty != 0 && free != 0xffff_ffff && dirty.count_ones() < PURGE_PARTIAL_FROM {
+                if chunk(&self.free, c) != 0xffff_ffff {
                     take[c / 2] &= !(0xffff_ffff << (c % 2 * 32));
                 }
             }
@@ -308,15 +304,18 @@ mod tests {
     fn whole_chunk_purges_keep_partly_used_huge_pages() {
         let mut s = seg();
         let chunk = CHUNK_UNITS;
-        // Chunk 0: one unit stays in use, 4 units freed: too few to split a huge page.
+        // Chunk 0: one unit stays in use, 4 units freed.
         s.take(0, 5);
         s.give_back(1, 4);
-        // Chunk 1: one unit in use, 20 freed (at least half): purged.
-        s.take(chunk, 21);
-        s.give_back(chunk + 1, 20);
+        // Chunk 1: one unit stays in use, the 31 others freed.
+        s.take(chunk, chunk);
+        s.give_back(chunk + 1, chunk - 1);
         // Chunks 2-3: entirely freed, one span across them: purged as one run.
         s.take(2 * chunk, 2 * chunk);
         s.give_back(2 * chunk, 2 * chunk);
+        // Chunk 4: entirely free, a few units of it dirty.
+        s.take(4 * chunk + 3, 2);
+        s.give_back(4 * chunk + 3, 2);
         let mut calls = std::vec::Vec::new();
         let purged = s.purge_dirty(true, |a, l| calls.push((a, l)));
         let base = s.base;
@@ -324,17 +323,21 @@ mod tests {
         assert_eq!(
             calls,
             [
-                (at(chunk + 1), 20 * UNIT_SIZE),
-                (at(2 * chunk), 2 * HUGE_PAGE)
+                (at(2 * chunk), 2 * HUGE_PAGE),
+                (at(4 * chunk + 3), 2 * UNIT_SIZE)
             ]
         );
-        assert_eq!(purged, (20 + 2 * chunk) * UNIT_SIZE);
-        assert!(s.has_dirty(), "chunk 0 keeps its 4 dirty units");
-        // More of chunk 0 freed: now it goes.
+        assert_eq!(purged, (2 * chunk + 2) * UNIT_SIZE);
+        assert!(s.has_dirty(), "chunks 0 and 1 keep their dirty units");
+        // The last unit of chunk 0 freed: now it goes, not chunk 1.
         s.give_back(0, 1);
         calls.clear();
         s.purge_dirty(true, |a, l| calls.push((a, l)));
         assert_eq!(calls, [(at(0), 5 * UNIT_SIZE)]);
+        // Pressure (the arena's trim) splits chunk 1.
+        calls.clear();
+        s.purge_dirty(false, |a, l| calls.push((a, l)));
+        assert_eq!(calls, [(at(chunk + 1), (chunk - 1) * UNIT_SIZE)]);
         assert!(!s.has_dirty());
     }
 
