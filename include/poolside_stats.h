@@ -24,6 +24,13 @@
 // Bytes of the command line kept (NUL-separated arguments, truncated).
 #define POOLSIDE_CMDLINE_BYTES 512
 
+// Bits of [`HostSection::ranks_set`].
+#define RANK_SET 1
+
+#define LOCAL_RANK_SET 2
+
+#define WORLD_SIZE_SET 4
+
 // Writer flag for the host engine in [`StatsFile::writers`].
 #define POOLSIDE_WRITER_HOST 1
 
@@ -81,7 +88,16 @@ typedef struct poolside_HostSection {
   // yet purged, and freed huge mappings kept for reuse. The rest of the free memory
   // (reserved - live - cached) shares a span with live blocks: fragmentation.
   uint64_t cached_bytes;
-  uint64_t _reserved[6];
+  // The process's place in a distributed job, from `RANK`, `LOCAL_RANK` and
+  // `WORLD_SIZE` when the file was created (see `stats/ranks.rs`): bits `RANK_SET`,
+  // `LOCAL_RANK_SET`, `WORLD_SIZE_SET` say which were set; an unset value reads 0.
+  // Written by the component that creates the file, again by the host engine when it
+  // joins one, and never after.
+  uint64_t ranks_set;
+  uint64_t rank;
+  uint64_t local_rank;
+  uint64_t world_size;
+  uint64_t _reserved[2];
   // Per class; slots `NUM_CLASSES..` are `LARGE_SLOT` and `HUGE_SLOT`.
   struct poolside_ClassCounters classes[POOLSIDE_MAX_CLASSES];
 } poolside_HostSection;

@@ -81,7 +81,16 @@ pub struct HostSection {
     /// yet purged, and freed huge mappings kept for reuse. The rest of the free memory
     /// (reserved - live - cached) shares a span with live blocks: fragmentation.
     pub cached_bytes: u64,
-    pub _reserved: [u64; 6],
+    /// The process's place in a distributed job, from `RANK`, `LOCAL_RANK` and
+    /// `WORLD_SIZE` when the file was created (see `stats/ranks.rs`): bits `RANK_SET`,
+    /// `LOCAL_RANK_SET`, `WORLD_SIZE_SET` say which were set; an unset value reads 0.
+    /// Written by the component that creates the file, again by the host engine when it
+    /// joins one, and never after.
+    pub ranks_set: u64,
+    pub rank: u64,
+    pub local_rank: u64,
+    pub world_size: u64,
+    pub _reserved: [u64; 2],
     /// Per class; slots `NUM_CLASSES..` are `LARGE_SLOT` and `HUGE_SLOT`.
     pub classes: [ClassCounters; MAX_CLASSES],
 }
@@ -187,6 +196,11 @@ pub struct StatsFile {
     pub host: HostSection,
     pub devices: [DeviceSection; MAX_DEVICES],
 }
+
+/// Bits of [`HostSection::ranks_set`].
+pub const RANK_SET: u64 = 1;
+pub const LOCAL_RANK_SET: u64 = 2;
+pub const WORLD_SIZE_SET: u64 = 4;
 
 /// Writer flag for the host engine in [`StatsFile::writers`].
 pub const WRITER_HOST: u32 = 1;

@@ -5,6 +5,7 @@ pub mod file_path;
 pub mod layout;
 pub mod proc_self;
 pub mod publish;
+pub mod ranks;
 pub mod seqlock;
 pub mod shm;
 

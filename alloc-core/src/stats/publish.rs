@@ -13,6 +13,7 @@
 use super::file_path::StatsPath;
 use super::layout::{StatsFile, MAX_DEVICES, STATS_MAGIC, STATS_VERSION, WRITER_CUDA, WRITER_HOST};
 use super::proc_self;
+use super::ranks;
 use super::seqlock;
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -201,6 +202,9 @@ fn create(
     unsafe { fill_header(f, me, writers) };
     // SAFETY: f is valid; content is a valid stats file.
     unsafe { copy_sections(f, content, WRITER_HOST | WRITER_CUDA) };
+    // After the copy, which brought the content's (a fork parent's, or none) ranks.
+    // SAFETY: no reader trusts f yet and no other writer has it.
+    unsafe { ranks::stamp(addr_of_mut!((*f).host)) };
     // SAFETY: magic is 8-byte aligned in the mapping.
     unsafe { AtomicU64::from_ptr(addr_of_mut!((*f).magic)) }.store(STATS_MAGIC, Ordering::Release);
     Ok(Mapped {
@@ -388,5 +392,10 @@ fn join_fd(
     }
     // SAFETY: both files are valid; these sections are ours alone now.
     unsafe { copy_sections(f, content, writers) };
+    if writers & WRITER_HOST != 0 {
+        // The host section just copied over the creator's ranks; stamp them again.
+        // SAFETY: the host section is ours alone now (the bit was not set before).
+        unsafe { ranks::stamp(addr_of_mut!((*f).host)) };
+    }
     Ok(Some(Mapped { ptr: f, dev, ino }))
 }

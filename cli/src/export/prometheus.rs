@@ -1,6 +1,7 @@
 //! Prometheus text exposition (format 0.0.4) of every process's pools.
 //!
-//! Series carry `pid` and `device` labels (`host` or `cuda:N`); cumulative counts are
+//! Series carry `pid` and `device` labels (`host` or `cuda:N`), and `rank`,
+//! `local_rank`, `world_size` for a distributed job's workers; cumulative counts are
 //! counters named `*_total`; byte figures end in `_bytes`, ratios in `_ratio`.
 
 use crate::report::ProcessReport;
@@ -247,6 +248,22 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
+/// `labels` of one process's series, with `rank`, `local_rank` and `world_size` added
+/// where the process has them, so that a job's workers can be told apart and grouped.
+fn process_labels(p: &ProcessReport, pairs: &[(&str, &str)]) -> String {
+    let ranks: Vec<(&str, String)> = [
+        ("rank", p.rank),
+        ("local_rank", p.local_rank),
+        ("world_size", p.world_size),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?.to_string())))
+    .collect();
+    let mut all = pairs.to_vec();
+    all.extend(ranks.iter().map(|(k, v)| (*k, v.as_str())));
+    labels(&all)
+}
+
 impl Families {
     fn add(&mut self, name: &str, labels: String, v: f64) {
         let i = FAMILIES
@@ -258,7 +275,7 @@ impl Families {
 }
 
 fn pool_series(f: &mut Families, pid: &str, p: &ProcessReport) {
-    let host = labels(&[("pid", pid), ("device", "host")]);
+    let host = process_labels(p, &[("pid", pid), ("device", "host")]);
     let h = &p.host;
     f.add("poolside_live_bytes", host.clone(), h.live_bytes as f64);
     f.add(
@@ -305,16 +322,19 @@ fn pool_series(f: &mut Families, pid: &str, p: &ProcessReport) {
     );
     f.add(
         "poolside_heaps",
-        labels(&[("pid", pid), ("device", "host"), ("state", "active")]),
+        process_labels(p, &[("pid", pid), ("device", "host"), ("state", "active")]),
         h.heaps_active as f64,
     );
     f.add(
         "poolside_heaps",
-        labels(&[("pid", pid), ("device", "host"), ("state", "abandoned")]),
+        process_labels(
+            p,
+            &[("pid", pid), ("device", "host"), ("state", "abandoned")],
+        ),
         h.heaps_abandoned as f64,
     );
     for d in &p.devices {
-        let l = labels(&[("pid", pid), ("device", &d.name)]);
+        let l = process_labels(p, &[("pid", pid), ("device", &d.name)]);
         f.add(
             "poolside_live_bytes",
             l.clone(),
@@ -459,7 +479,7 @@ fn class_series(f: &mut Families, pid: &str, p: &ProcessReport) {
         } else {
             c.block_size.to_string()
         };
-        let l = labels(&[("pid", pid), ("device", "host"), ("class", &class)]);
+        let l = process_labels(p, &[("pid", pid), ("device", "host"), ("class", &class)]);
         f.add(
             "poolside_class_allocations_total",
             l.clone(),
@@ -481,18 +501,18 @@ pub fn render(ps: &[ProcessReport], skipped: usize) -> String {
         let pid = p.pid.to_string();
         f.add(
             "poolside_process_info",
-            labels(&[("pid", &pid), ("command", &p.command)]),
+            process_labels(p, &[("pid", &pid), ("command", &p.command)]),
             1.0,
         );
         f.add(
             "poolside_process_start_time_seconds",
-            labels(&[("pid", &pid)]),
+            process_labels(p, &[("pid", &pid)]),
             p.start_unix_ns as f64 / 1e9,
         );
         if let Some(rss) = p.rss_bytes {
             f.add(
                 "poolside_resident_memory_bytes",
-                labels(&[("pid", &pid)]),
+                process_labels(p, &[("pid", &pid)]),
                 rss as f64,
             );
         }
@@ -563,6 +583,9 @@ mod tests {
         d.largest_free_block = 20 * GIB;
         let report = ProcessReport {
             pid: 1,
+            rank: None,
+            local_rank: None,
+            world_size: None,
             command: "train".into(),
             start_unix_ns: 0,
             rss_bytes: None,

@@ -3,7 +3,10 @@
 use super::derived::{estimated_internal_waste, fragmentation, hit_rate, host_free_split, share};
 use super::{ClassReport, DeviceReport, GaugeReport, HostReport, ProcessReport};
 use crate::reader::{system, Snapshot};
-use alloc_core::stats::layout::{ClassCounters, DeviceSection, Gauge, HostSection, MAX_CLASSES};
+use alloc_core::stats::layout::{
+    ClassCounters, DeviceSection, Gauge, HostSection, LOCAL_RANK_SET, MAX_CLASSES, RANK_SET,
+    WORLD_SIZE_SET,
+};
 
 /// The classes of a host section that served at least one allocation.
 pub fn classes(h: &HostSection, num_classes: u32) -> Vec<ClassReport> {
@@ -123,8 +126,12 @@ pub fn device(d: &DeviceSection) -> DeviceReport {
 
 /// The report of one process; `with_classes` adds the per-class breakdown.
 pub fn process(s: &Snapshot, with_classes: bool) -> ProcessReport {
+    let set = |bit: u64, v: u64| (s.host.ranks_set & bit != 0).then_some(v);
     ProcessReport {
         pid: s.pid,
+        rank: set(RANK_SET, s.host.rank),
+        local_rank: set(LOCAL_RANK_SET, s.host.local_rank),
+        world_size: set(WORLD_SIZE_SET, s.host.world_size),
         command: s.command(),
         start_unix_ns: s.start_unix_ns,
         rss_bytes: system::rss_bytes(s.pid),

@@ -17,6 +17,12 @@ pub struct GaugeReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ProcessReport {
     pub pid: u32,
+    /// `RANK`, `LOCAL_RANK` and `WORLD_SIZE` from the process's environment when its
+    /// stats file was created; none where unset (a launcher, a process outside a
+    /// distributed job).
+    pub rank: Option<u64>,
+    pub local_rank: Option<u64>,
+    pub world_size: Option<u64>,
     pub command: String,
     pub start_unix_ns: u64,
     /// Resident set size from /proc (none when unreadable).

@@ -48,6 +48,9 @@ mod tests {
     fn proc_with(host_reserved: u64, dev_reserved: u64, limit: u64) -> ProcessReport {
         ProcessReport {
             pid: 7,
+            rank: None,
+            local_rank: None,
+            world_size: None,
             command: "python train.py".into(),
             start_unix_ns: 0,
             rss_bytes: None,

@@ -18,19 +18,31 @@ pub fn short_command(c: &str) -> String {
     }
 }
 
-/// Column headings of the process table. CACHED is free memory the pool could return
-/// now; FRAG the share of RESERVED that is free but cannot be returned.
-pub const HEADER: [&str; 9] = [
-    "PID", "POOL", "RSS", "LIVE", "RESERVED", "CACHED", "HIT", "FRAG", "COMMAND",
+/// Column headings of the process table. RANK is RANK/WORLD_SIZE of a distributed job's
+/// worker ("-" for other processes); CACHED is free memory the pool could return now;
+/// FRAG the share of RESERVED that is free but cannot be returned.
+pub const HEADER: [&str; 10] = [
+    "PID", "RANK", "POOL", "RSS", "LIVE", "RESERVED", "CACHED", "HIT", "FRAG", "COMMAND",
 ];
 
 /// Columns aligned left (POOL, COMMAND); the others are numbers.
-pub const LEFT: [usize; 2] = [1, 8];
+pub const LEFT: [usize; 2] = [2, 9];
+
+/// The RANK cell: `rank/world_size`, the rank alone when WORLD_SIZE is unset, "-" when
+/// RANK is unset.
+pub fn rank_cell(p: &ProcessReport) -> String {
+    match (p.rank, p.world_size) {
+        (Some(r), Some(w)) => format!("{r}/{w}"),
+        (Some(r), None) => r.to_string(),
+        (None, _) => "-".into(),
+    }
+}
 
 /// The cells of one process's rows: the host pool, then each device.
 pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
     let mut out = vec![vec![
         p.pid.to_string(),
+        rank_cell(p),
         "host".into(),
         opt_bytes(p.rss_bytes),
         bytes(p.host.live_bytes),
@@ -43,6 +55,7 @@ pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
     for d in &p.devices {
         out.push(vec![
             p.pid.to_string(),
+            rank_cell(p),
             d.name.clone(),
             "".into(),
             bytes(d.allocated_bytes.current),
@@ -156,6 +169,9 @@ mod graph_note_tests {
     fn graph_notes_name_devices_with_private_pools_only() {
         let p = ProcessReport {
             pid: 7,
+            rank: None,
+            local_rank: None,
+            world_size: None,
             devices: vec![
                 DeviceReport {
                     name: "cuda:0".into(),

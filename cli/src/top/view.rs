@@ -182,6 +182,9 @@ mod tests {
     fn proc(pid: u32, reserved: u64) -> ProcessReport {
         ProcessReport {
             pid,
+            rank: None,
+            local_rank: None,
+            world_size: None,
             command: format!("cmd{pid}"),
             start_unix_ns: 0,
             rss_bytes: Some(pid as u64),
