@@ -179,8 +179,8 @@ pub enum ThpMode {
     Never,
 }
 
-/// The mode named in brackets in the text of the `enabled` file; `None` when there is no
-/// bracketed word, or an unknown one.
+/// The mode named in brackets in the text of an `enabled` file; `None` when there is no
+/// bracketed word, or another one (`inherit` in a per-size file).
 pub fn parse_thp_mode(text: &[u8]) -> Option<ThpMode> {
     let open = text.iter().position(|&b| b == b'[')?;
     let rest = &text[open + 1..];
@@ -193,16 +193,18 @@ pub fn parse_thp_mode(text: &[u8]) -> Option<ThpMode> {
     }
 }
 
-/// The kernel's THP mode, read with raw system calls (nothing allocates); `None` when the
-/// file is missing (no /sys, a kernel without THP) or unreadable.
+/// The kernel's THP mode for 2 MiB pages, read with raw system calls (nothing allocates):
+/// the per-size setting (`hugepages-2048kB/enabled`, kernels since 6.8) unless it says
+/// `inherit` or is missing, then the global one. `None` when neither can be read (no /sys,
+/// a kernel without THP).
 pub fn thp_mode() -> Option<ThpMode> {
+    read_thp_mode(c"/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled")
+        .or_else(|| read_thp_mode(c"/sys/kernel/mm/transparent_hugepage/enabled"))
+}
+
+fn read_thp_mode(path: &core::ffi::CStr) -> Option<ThpMode> {
     // SAFETY: the path is NUL-terminated; open allocates nothing in user space.
-    let fd = unsafe {
-        libc::open(
-            c"/sys/kernel/mm/transparent_hugepage/enabled".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return None;
     }
@@ -303,19 +305,15 @@ mod tests {
         assert_eq!(parse_thp_mode(b"[inherit] always"), None);
         assert_eq!(parse_thp_mode(b"[madvise"), None);
         assert_eq!(parse_thp_mode(b""), None);
-        // The running kernel's file, as the kernel writes it (or none at all).
-        match std::fs::read("/sys/kernel/mm/transparent_hugepage/enabled") {
-            Ok(text) => {
-                let mode = thp_mode();
-                assert!(
-                    mode.is_some(),
-                    "{:?}",
-                    std::string::String::from_utf8_lossy(&text)
-                );
-                assert_eq!(mode, parse_thp_mode(&text));
-            }
-            Err(_) => assert_eq!(thp_mode(), None),
-        }
+        assert_eq!(parse_thp_mode(b"always [inherit] madvise never\n"), None);
+        // The running kernel's files, as the kernel writes them (or none at all).
+        let dir = "/sys/kernel/mm/transparent_hugepage";
+        let per_size = std::fs::read(std::format!("{dir}/hugepages-2048kB/enabled")).ok();
+        let global = std::fs::read(std::format!("{dir}/enabled")).ok();
+        let want = per_size
+            .and_then(|t| parse_thp_mode(&t))
+            .or_else(|| global.and_then(|t| parse_thp_mode(&t)));
+        assert_eq!(thp_mode(), want);
     }
 
     #[test]

@@ -1,0 +1,99 @@
+//! Host segments and transparent huge pages, as the running kernel sees them: the VMA
+//! holding a block is eligible for huge pages (`THPeligible` in /proc/self/smaps) exactly
+//! when the `huge_pages` setting and the kernel's mode make it so. Each setting runs in a
+//! child process (this test binary again), since the engine reads its configuration once.
+
+use std::process::Command;
+
+const CHILD_ENV: &str = "POOLSIDE_TEST_THP_CHILD";
+const DIR: &str = "/sys/kernel/mm/transparent_hugepage";
+
+/// The bracketed word of a THP `enabled` file.
+fn bracketed(path: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_string())
+}
+
+/// The kernel's mode for 2 MiB pages: the per-size file unless it inherits.
+fn kernel_mode() -> Option<String> {
+    match bracketed(&format!("{DIR}/hugepages-2048kB/enabled")) {
+        Some(m) if m != "inherit" => Some(m),
+        _ => bracketed(&format!("{DIR}/enabled")),
+    }
+}
+
+/// `THPeligible` of the mapping that holds `addr`, from /proc/self/smaps.
+fn thp_eligible(addr: usize) -> Option<u32> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+                continue;
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix("THPeligible:") {
+                return v.trim().parse().ok();
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn child_reports_thp_eligibility() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return; // run by segments_follow_the_kernel_mode_and_the_setting
+    }
+    let p = alloc_core::alloc(256 << 10, 8);
+    assert!(!p.is_null());
+    // SAFETY: p holds 256 KiB.
+    unsafe { p.write_bytes(1, 256 << 10) };
+    match thp_eligible(p as usize) {
+        Some(e) => println!("THPeligible={e}"),
+        None => println!("THPeligible=unknown"),
+    }
+}
+
+#[test]
+fn segments_follow_the_kernel_mode_and_the_setting() {
+    let Some(mode) = kernel_mode() else {
+        println!("skipped: no THP mode in {DIR} (no /sys, or a kernel without THP)");
+        return;
+    };
+    let exe = std::env::current_exe().unwrap();
+    for setting in ["auto", "never", "always"] {
+        let out = Command::new(&exe)
+            .args(["--exact", "child_reports_thp_eligibility", "--nocapture"])
+            .env(CHILD_ENV, "1")
+            .env("POOLSIDE_CONF", format!("huge_pages:{setting}"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{setting}: {stdout}");
+        let seen = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("THPeligible="))
+            .unwrap_or_else(|| panic!("{setting}: no report in {stdout}"));
+        if seen == "unknown" {
+            println!("skipped: this kernel's smaps has no THPeligible field");
+            return;
+        }
+        let want = match (setting, mode.as_str()) {
+            (_, "never") => "0",
+            ("never", _) => "0",
+            // auto: advised in mode madvise, the kernel's own choice in mode always;
+            // always: advised in both.
+            (_, "madvise" | "always") => "1",
+            (_, m) => panic!("unexpected THP mode {m}"),
+        };
+        println!("mode {mode}, huge_pages:{setting}: THPeligible {seen}");
+        assert_eq!(seen, want, "mode {mode}, huge_pages:{setting}");
+    }
+}
