@@ -9,6 +9,7 @@ used by both, and the first successful choice is remembered for the process.
 import ctypes
 import os
 import shutil
+import sysconfig
 from pathlib import Path
 
 from ._layout import DeviceSection
@@ -27,10 +28,13 @@ def candidates():
     """Return ``[(where, path)]`` in the order discovery tries them.
 
     1. ``$POOLSIDE_CUDA_LIB``;
-    2. packaged inside this package (``poolside/lib/``);
-    3. beside the ``poolside`` binary found on PATH (as found, then symlinks resolved),
+    2. installed by the wheel: ``<prefix>/lib`` of the install scheme (venv, user,
+       system) whose site-packages holds this package, where the wheel puts it beside
+       ``<prefix>/bin/poolside``;
+    3. packaged inside this package (``poolside/lib/``);
+    4. beside the ``poolside`` binary found on PATH (as found, then symlinks resolved),
        then in ``../lib`` from those directories;
-    4. a source checkout's ``target/release`` then ``target/debug`` (when this package
+    5. a source checkout's ``target/release`` then ``target/debug`` (when this package
        sits in ``<repo>/python/poolside`` next to the workspace ``Cargo.toml``).
     """
     out = []
@@ -38,6 +42,8 @@ def candidates():
     if env:
         out.append((ENV_LIB, Path(env)))
     pkg = Path(__file__).resolve().parent
+    for lib_dir in installed_lib_dirs(pkg.parent):
+        out.append(("installed", lib_dir / LIB_NAME))
     out.append(("package", pkg / "lib" / LIB_NAME))
     exe = shutil.which("poolside")
     if exe:
@@ -51,6 +57,28 @@ def candidates():
     if (repo / "Cargo.toml").is_file():
         out.append(("checkout", repo / "target" / "release" / LIB_NAME))
         out.append(("checkout", repo / "target" / "debug" / LIB_NAME))
+    return out
+
+
+def installed_lib_dirs(site_dir):
+    """``<data>/lib`` of every install scheme whose purelib or platlib is ``site_dir``.
+
+    A wheel's ``.data/data/`` files land in the scheme's ``data`` directory (the venv or
+    prefix root), its packages in the same scheme's site-packages: matching the package's
+    own directory against the schemes finds the prefix the wheel was installed into,
+    without guessing from ``sys.prefix``. Empty in a checkout.
+    """
+    out = []
+    for scheme in sysconfig.get_scheme_names():
+        try:
+            paths = sysconfig.get_paths(scheme)
+        except KeyError:  # a scheme that needs variables this interpreter lacks
+            continue
+        sites = [paths.get(k) for k in ("purelib", "platlib")]
+        if any(s and Path(s).resolve() == site_dir for s in sites) and paths.get("data"):
+            lib_dir = Path(paths["data"]) / "lib"
+            if lib_dir not in out:
+                out.append(lib_dir)
     return out
 
 
