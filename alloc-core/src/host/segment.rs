@@ -27,7 +27,7 @@ const WORDS: usize = UNITS / 64;
 pub const HUGE_PAGE: usize = 2 << 20;
 /// Units in a huge page; chunk `c` is bits `(c % 2) * 32..` of word `c / 2`.
 const CHUNK_UNITS: usize = HUGE_PAGE / UNIT_SIZE;
-const _: () = assert!(CHUNK_UNITS == 32 && SEGMENT_SIZE % HUGE_PAGE == 0);
+const _: () = assert!(CHUNK_UNITS == 32 && SEGMENT_SIZE.is_multiple_of(HUGE_PAGE));
 
 /// How the host pool's segments use transparent huge pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
