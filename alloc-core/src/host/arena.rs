@@ -51,6 +51,11 @@ unsafe impl Send for Arena {}
 /// peak of live bytes, a free purges the longest-quiet segments at once (`trim`).
 const DIRTY_MIN: usize = 32 << 20;
 
+/// How long the free units of a partly used huge page wait, at least, after the purge
+/// delay returned the segment's whole free huge pages: splitting a huge page for them pays
+/// only once the program has stopped freeing into the segment for this long.
+const SPLIT_DELAY_MS: u64 = 1000;
+
 /// Length of a window of the live peak the dirty cap follows: a drop of live data is
 /// remembered for one to two windows.
 const PEAK_WINDOW_MS: u64 = 1000;
@@ -155,6 +160,7 @@ impl Arena {
         // what churn can keep that way.
         let now = sys::now_ms();
         s.purge_at = now + self.purge_delay_ms;
+        s.split_due = false;
         self.next_purge = self.next_purge.min(s.purge_at);
         if self.dirty > self.dirty_cap(now) {
             self.trim();
@@ -251,15 +257,24 @@ impl Arena {
             let s = unsafe { &mut *seg };
             let following = s.next;
             if force || (s.purge_at != 0 && s.purge_at <= now) {
-                // Free units of partly used huge pages wait until the rest is freed (and
-                // the segment's next deadline), the dirty cap needs them, or a forced collect.
-                let whole = self.thp.whole_chunks && !force;
+                // The first deadline returns whole free huge pages; the free units of
+                // partly used ones wait for a second, longer one (split_due), unless a
+                // free into the segment starts over, the dirty cap needs them first, or a
+                // collect forces them out.
+                let whole = self.thp.whole_chunks && !force && !s.split_due;
                 // SAFETY: dirty units are free: no live data.
                 let bytes = s.purge_dirty(whole, |a, l| unsafe { os::purge(a as *mut u8, l) });
                 self.dirty -= bytes;
                 self.reserved -= bytes;
                 self.purged += bytes;
-                s.purge_at = 0;
+                if s.has_dirty() {
+                    s.split_due = true;
+                    s.purge_at = now + self.purge_delay_ms.max(SPLIT_DELAY_MS);
+                    next = next.min(s.purge_at);
+                } else {
+                    s.split_due = false;
+                    s.purge_at = 0;
+                }
             } else if s.purge_at != 0 {
                 next = next.min(s.purge_at);
             }
@@ -343,6 +358,7 @@ impl Arena {
             self.reserved -= bytes;
             self.purged += bytes;
             s.purge_at = 0;
+            s.split_due = false;
         }
     }
 

@@ -11,9 +11,11 @@
 //! purge works in whole chunks: a chunk is purged once all of it is free. A partly used
 //! chunk keeps its dirty units (purging them would split its huge page, and the next
 //! round of the program would fault them back 4 KiB at a time) until the rest of it is
-//! freed, the arena's dirty cap needs the room, or a forced collect. That is the
-//! hysteresis: time returns whole huge pages, only memory pressure splits one (the policy
-//! of TCMalloc's hugepage-aware allocator, which subreleases only to meet its limits).
+//! freed, a second, longer deadline passes with no free into the segment (the arena's
+//! `SPLIT_DELAY_MS`), the arena's dirty cap needs the room, or a forced collect. That is
+//! the hysteresis: the purge delay returns whole huge pages; only a long quiet spell or
+//! memory pressure splits one (TCMalloc's hugepage-aware allocator, likewise, subreleases
+//! parts of huge pages only to meet its release goals).
 
 use super::page::Page;
 use super::{pagemap, SEGMENT_SIZE, UNITS, UNIT_SHIFT, UNIT_SIZE};
@@ -83,6 +85,9 @@ pub struct Segment {
     pub free_units: u32,
     /// When the dirty units should be purged (coarse ms); 0 = nothing pending.
     pub purge_at: u64,
+    /// The deadline is the second one, for the free units of partly used huge pages (see
+    /// the arena's purge).
+    pub split_due: bool,
     /// Links in the arena's segment list.
     pub next: *mut Segment,
     pub prev: *mut Segment,
@@ -110,6 +115,7 @@ impl Segment {
         self.dirty = [0; WORDS];
         self.free_units = UNITS as u32;
         self.purge_at = 0;
+        self.split_due = false;
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
     }
