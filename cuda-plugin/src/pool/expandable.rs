@@ -6,11 +6,14 @@
 //! `ensure` leaves the segment as it was.
 //!
 //! For the statistics, the segment also knows which mapped pages no active block
-//! touches ("idle": `unmap_inside` would give them back): `pins[i]` counts the blocks
-//! the pool pinned on page `i` (`pin` / `unpin`), and the idle pages form maximal runs
-//! kept in `runs` (start -> length) and `by_len` ((length, start)). So the bytes the
+//! touches ("idle": `unmap_inside` would give them back). The idle pages form maximal
+//! runs kept in `runs` (start -> length) and `by_len` ((length, start)), so the bytes the
 //! segment could return (`idle_bytes`) and its largest free block (`largest_idle`) are
-//! known in O(1) / O(log n) at any time; each page changing state costs O(log n).
+//! known in O(1) / O(log n) at any time. Pinning or unpinning a block (`pin` / `unpin`)
+//! costs O(log n) whatever its size: a page wholly inside a block is touched by no other
+//! block, so only a block's first and last pages can be shared, and `pins` counts the
+//! blocks touching a page at those pages only (0 elsewhere). An active block lies on
+//! mapped pages, so the pages a block leaves are all mapped.
 
 use super::budget::Budget;
 use crate::driver::{DevPtr, Driver, DriverError};
@@ -34,7 +37,7 @@ pub struct Expandable {
     pub mapped_pages: usize,
     /// Page indexes the last successful `ensure` mapped (for the allocator's history).
     pub last_mapped: Vec<usize>,
-    /// Active blocks touching each page.
+    /// Blocks touching a page, counted at the pages where blocks start and end.
     pins: Vec<u16>,
     /// Maximal runs of idle pages (mapped, no pin): start -> length, and (length, start).
     runs: BTreeMap<usize, usize>,
@@ -68,63 +71,90 @@ impl Expandable {
         })
     }
 
-    /// Page `i` became idle: joins it with the idle runs on either side.
-    fn idle_on(&mut self, i: usize) {
-        let (mut start, mut len) = (i, 1);
-        if let Some((&s, &l)) = self.runs.range(..i).next_back() {
-            if s + l == i {
+    /// Removes pages `[from, to)` from the idle runs; they are touched now.
+    fn idle_off_range(&mut self, from: usize, to: usize) {
+        // The run that starts before `from` and reaches into the range, then every run
+        // starting inside it.
+        let mut at = from;
+        if let Some((&s, &l)) = self.runs.range(..from).next_back() {
+            if s + l > from {
+                at = s;
+            }
+        }
+        // One run at a time (no list: the free path allocates nothing once warm).
+        while let Some((&s, &l)) = self.runs.range(at..to).next() {
+            self.runs.remove(&s);
+            self.by_len.remove(&(l, s));
+            let (lo, hi) = (s.max(from), (s + l).min(to));
+            self.idle_pages -= hi - lo;
+            if s < from {
+                self.runs.insert(s, from - s);
+                self.by_len.insert((from - s, s));
+            }
+            if s + l > to {
+                self.runs.insert(to, s + l - to);
+                self.by_len.insert((s + l - to, to));
+            }
+            at = to.min(s + l);
+        }
+    }
+
+    /// Adds pages `[from, to)`, mapped and touched by nothing, to the idle runs.
+    fn idle_on_range(&mut self, from: usize, to: usize) {
+        if from >= to {
+            return;
+        }
+        let (mut start, mut end) = (from, to);
+        if let Some((&s, &l)) = self.runs.range(..from).next_back() {
+            if s + l == from {
                 self.runs.remove(&s);
                 self.by_len.remove(&(l, s));
                 start = s;
-                len += l;
             }
         }
-        if let Some(l) = self.runs.remove(&(i + 1)) {
-            self.by_len.remove(&(l, i + 1));
-            len += l;
+        if let Some(l) = self.runs.remove(&to) {
+            self.by_len.remove(&(l, to));
+            end = to + l;
         }
-        self.runs.insert(start, len);
-        self.by_len.insert((len, start));
-        self.idle_pages += 1;
-    }
-
-    /// Page `i` is no longer idle: splits its run around it.
-    fn idle_off(&mut self, i: usize) {
-        let Some((&s, &l)) = self.runs.range(..=i).next_back() else {
-            return;
-        };
-        if s + l <= i {
-            return;
-        }
-        self.runs.remove(&s);
-        self.by_len.remove(&(l, s));
-        if i > s {
-            self.runs.insert(s, i - s);
-            self.by_len.insert((i - s, s));
-        }
-        if s + l > i + 1 {
-            self.runs.insert(i + 1, s + l - i - 1);
-            self.by_len.insert((s + l - i - 1, i + 1));
-        }
-        self.idle_pages -= 1;
+        self.runs.insert(start, end - start);
+        self.by_len.insert((end - start, start));
+        self.idle_pages += to - from;
     }
 
     /// An active block now lies on `[addr, addr + len)`: its pages are not idle.
     pub fn pin(&mut self, addr: DevPtr, len: u64) {
-        for i in self.pages_of(addr, len) {
-            if self.pins[i] == 0 && self.is_mapped(i) {
-                self.idle_off(i);
-            }
-            self.pins[i] += 1;
+        let r = self.pages_of(addr, len);
+        self.pins[r.start] += 1;
+        if r.end - 1 != r.start {
+            self.pins[r.end - 1] += 1;
         }
+        self.idle_off_range(r.start, r.end);
     }
 
-    /// The block on `[addr, addr + len)` is free again (it was pinned).
+    /// The block on `[addr, addr + len)` is free again (it was pinned, so its pages are
+    /// mapped): its pages touched by no other block become idle.
     pub fn unpin(&mut self, addr: DevPtr, len: u64) {
-        for i in self.pages_of(addr, len) {
-            self.pins[i] -= 1;
+        let r = self.pages_of(addr, len);
+        self.pins[r.start] -= 1;
+        if r.end - 1 != r.start {
+            self.pins[r.end - 1] -= 1;
+        }
+        let from = r.start + (self.pins[r.start] > 0) as usize;
+        let to = r.end - (self.pins[r.end - 1] > 0 && r.end - 1 >= from) as usize;
+        self.idle_on_range(from, to);
+    }
+
+    /// Undoes a `pin` whose block never came to be (mapping its pages failed): like
+    /// `unpin`, but only the pages still mapped become idle. O(pages), on failure only.
+    pub fn unpin_failed(&mut self, addr: DevPtr, len: u64) {
+        let r = self.pages_of(addr, len);
+        self.pins[r.start] -= 1;
+        if r.end - 1 != r.start {
+            self.pins[r.end - 1] -= 1;
+        }
+        for i in r {
             if self.pins[i] == 0 && self.is_mapped(i) {
-                self.idle_on(i);
+                self.idle_on_range(i, i + 1);
             }
         }
     }
@@ -149,13 +179,7 @@ impl Expandable {
         if on {
             self.mapped[i / 64] |= 1 << (i % 64);
             self.mapped_pages += 1;
-            if self.pins[i] == 0 {
-                self.idle_on(i);
-            }
         } else {
-            if self.pins[i] == 0 {
-                self.idle_off(i);
-            }
             self.mapped[i / 64] &= !(1 << (i % 64));
             self.mapped_pages -= 1;
         }
@@ -240,6 +264,8 @@ impl Expandable {
             match driver.unmap(dev, self.base + i as u64 * page, self.page) {
                 Ok(()) => {
                     budget.sub(page);
+                    // Wholly inside a free range: it was idle.
+                    self.idle_off_range(i, i + 1);
                     self.set(i, false);
                     n += 1;
                 }

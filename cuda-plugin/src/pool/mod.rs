@@ -538,7 +538,7 @@ impl DevicePool {
     #[inline]
     fn publish_gauges(st: &mut State) {
         Self::refresh_figures(st);
-        stats::publish(&st.stats);
+        stats::publish_gauges(&st.stats);
     }
 
     /// Refreshes the derived figures and copies them to the shared stats file.

@@ -150,6 +150,33 @@ pub fn reset_peaks(s: &mut DeviceSection) {
     }
 }
 
+/// Copies what an operation that changed only blocks (a cache hit, an immediate free)
+/// can change into the shared section: the words from `requested_bytes` through `misses`,
+/// and `cached_bytes` with `fragmented_bytes`.
+#[inline]
+pub fn publish_gauges(s: &DeviceSection) {
+    let dst = shm::device_section(s.device as usize);
+    if dst.is_null() || s.device < 0 {
+        return;
+    }
+    let base = s as *const DeviceSection as usize;
+    let word = |p: *const u64| (p as usize - base) / 8;
+    let gauges =
+        word(core::ptr::addr_of!(s.requested_bytes.current))..=word(core::ptr::addr_of!(s.misses));
+    let tail = word(core::ptr::addr_of!(s.cached_bytes))..core::mem::size_of::<DeviceSection>() / 8;
+    let src = s as *const DeviceSection as *const u64;
+    let dst = dst as *mut u64;
+    // SAFETY: as in `publish`; both ranges are word indexes inside the section, past
+    // word 0 (the sequence number).
+    unsafe {
+        seqlock::begin_write(dst);
+        for i in gauges.chain(tail) {
+            seqlock::set(dst.add(i), src.add(i).read());
+        }
+        seqlock::end_write(dst);
+    }
+}
+
 /// Copies `s` into the shared section of its device (devices past the file's last
 /// section are kept in process memory only).
 pub fn publish(s: &DeviceSection) {

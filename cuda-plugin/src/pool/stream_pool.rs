@@ -183,7 +183,7 @@ impl StreamPool {
             let n = match seg.ensure(driver, dev, budget, addr, size) {
                 Ok(n) => n,
                 Err(e) => {
-                    seg.unpin(addr, size);
+                    seg.unpin_failed(addr, size);
                     return Err(e);
                 }
             };
