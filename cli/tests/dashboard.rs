@@ -1,5 +1,5 @@
-//! Every metric the Grafana dashboard (docs/grafana-dashboard.json) queries exists in a
-//! real `poolside export` of a real process: Python with libpoolside.so preloaded (the
+//! Every metric the Grafana dashboard (docs/grafana-dashboard.json) and the alerting rules
+//! (docs/prometheus-alerts.yml) query exists in a real `poolside export` of a real process: Python with libpoolside.so preloaded (the
 //! host pool) driving libpoolside_cuda.so on the simulated driver through ctypes (a device
 //! pool with a memory fraction, allocations and a free), so that device-only and
 //! conditional series (limit, ratios) are there too.
@@ -63,8 +63,23 @@ fn metric_names(expr: &str) -> Vec<String> {
     out
 }
 
+/// The `expr:` lines of the Prometheus alerting rules (docs/prometheus-alerts.yml keeps
+/// each expression on one line).
+fn alert_queries() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/prometheus-alerts.yml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let qs: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:"))
+        .map(|e| e.trim().to_string())
+        .collect();
+    assert!(!qs.is_empty(), "no expr: lines in {}", path.display());
+    qs
+}
+
+/// Every metric the dashboard and the alerting rules query.
 fn dashboard_metrics() -> BTreeSet<String> {
-    let mut qs = Vec::new();
+    let mut qs = alert_queries();
     queries(&dashboard(), &mut qs);
     qs.iter().flat_map(|q| metric_names(q)).collect()
 }
