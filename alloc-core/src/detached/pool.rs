@@ -478,6 +478,13 @@ impl<S: MemorySource> DetachedPool<S> {
         }
     }
 
+    /// Bytes of committed pages holding no live block (`PoolStats::idle_bytes`), for the
+    /// statistics' fast path.
+    #[inline]
+    pub fn idle_bytes(&self) -> usize {
+        self.idle_pages * PAGE
+    }
+
     /// The pool's totals.
     pub fn stats(&self) -> PoolStats {
         PoolStats {

@@ -140,7 +140,7 @@ impl Expandable {
             self.pins[r.end - 1] -= 1;
         }
         let from = r.start + (self.pins[r.start] > 0) as usize;
-        let to = r.end - (self.pins[r.end - 1] > 0 && r.end - 1 >= from) as usize;
+        let to = r.end - (self.pins[r.end - 1] > 0 && r.end > from) as usize;
         self.idle_on_range(from, to);
     }
 

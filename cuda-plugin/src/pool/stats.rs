@@ -71,7 +71,7 @@ impl DevicePool {
                 largest = largest.max(p.largest_free());
             }
             if !st.graph.keeps(p.owner) {
-                cached += p.small.stats().idle_bytes as u64 + p.large_cached();
+                cached += p.small.idle_bytes() as u64 + p.large_cached();
             }
         }
         let s = &mut st.stats;
@@ -218,7 +218,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if !st.graph.keeps(p.owner) {
-                cached += c + p.small.stats().idle_bytes as u64;
+                cached += c + p.small.idle_bytes() as u64;
             }
         }
         let s = &st.stats;
@@ -255,7 +255,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if !st.graph.keeps(p.owner) {
-                cached += c + p.small.stats().idle_bytes as u64;
+                cached += c + p.small.idle_bytes() as u64;
             }
         }
         (cached, largest)
