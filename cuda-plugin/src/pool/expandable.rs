@@ -16,6 +16,7 @@
 //! mapped pages, so the pages a block leaves are all mapped.
 
 use super::budget::Budget;
+use super::stream_pool::RECENT_MAX;
 use crate::driver::{DevPtr, Driver, DriverError};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -169,6 +170,76 @@ impl Expandable {
         self.by_len
             .last()
             .map_or(0, |&(l, _)| (l * self.page) as u64)
+    }
+
+    /// `(idle_bytes, largest_idle)` as if the blocks in `aside` (at most
+    /// [`RECENT_MAX`], still pinned here) were unpinned: the kept-aside blocks of
+    /// `StreamPool::recent`, which the pool counts as free without touching the runs.
+    /// A block's inner pages are its own, so they are idle; its first and last pages
+    /// are idle when every block pinned there is aside. The idle intervals so found are
+    /// merged with each other and with the runs they touch. O(k^2 + k log n) for k
+    /// blocks, no allocation.
+    pub fn figures_with_aside(&self, aside: &[(DevPtr, u64)]) -> (u64, u64) {
+        let aside = &aside[..aside.len().min(RECENT_MAX)];
+        // Blocks of `aside` pinned at page `p` (each counted once, as `pin` counts).
+        let aside_at = |p: usize| {
+            aside
+                .iter()
+                .filter(|&&(a, l)| {
+                    let r = self.pages_of(a, l);
+                    r.start == p || r.end - 1 == p
+                })
+                .count()
+        };
+        let mut iv = [(0usize, 0usize); RECENT_MAX];
+        let mut n = 0;
+        for &(a, l) in aside {
+            let r = self.pages_of(a, l);
+            let from = r.start + (self.pins[r.start] as usize > aside_at(r.start)) as usize;
+            let mut to = r.end;
+            if to > from && self.pins[to - 1] as usize > aside_at(to - 1) {
+                to -= 1;
+            }
+            if from < to {
+                iv[n] = (from, to);
+                n += 1;
+            }
+        }
+        let iv = &mut iv[..n];
+        iv.sort_unstable();
+        let (mut idle, mut largest) = (self.idle_pages, self.by_len.last().map_or(0, |&(l, _)| l));
+        // Sweep: `cur` is the merged aside interval, `ext` it grown by adjacent runs.
+        let mut cur: Option<(usize, usize)> = None;
+        let mut ext: Option<(usize, usize)> = None;
+        let mut close = |c: (usize, usize), ext: &mut Option<(usize, usize)>, idle: &mut usize| {
+            *idle += c.1 - c.0;
+            let lo = match self.runs.range(..c.0).next_back() {
+                Some((&s, &l)) if s + l == c.0 => s,
+                _ => c.0,
+            };
+            let hi = c.1 + self.runs.get(&c.1).copied().unwrap_or(0);
+            *ext = match *ext {
+                // A run between two aside intervals joins them.
+                Some((a, b)) if lo <= b => Some((a, hi.max(b))),
+                _ => Some((lo, hi)),
+            };
+            let e = ext.unwrap_or((0, 0));
+            largest = largest.max(e.1 - e.0);
+        };
+        for &(f, t) in iv.iter() {
+            cur = match cur {
+                Some((a, b)) if f <= b => Some((a, b.max(t))),
+                Some(c) => {
+                    close(c, &mut ext, &mut idle);
+                    Some((f, t))
+                }
+                None => Some((f, t)),
+            };
+        }
+        if let Some(c) = cur {
+            close(c, &mut ext, &mut idle);
+        }
+        ((idle * self.page) as u64, (largest * self.page) as u64)
     }
 
     fn is_mapped(&self, i: usize) -> bool {

@@ -60,18 +60,24 @@ impl DevicePool {
 
     /// Sets the figures derived from the pool's structures: free, cached and fragmented
     /// bytes, and the largest free block. Each stream pool keeps its own up to date
-    /// (`StreamPool::large_cached`, `largest_free`, the small pool's idle pages), so this
+    /// (`StreamPool::figures`, the small pool's idle pages), so this
     /// costs O(streams), whatever the pool holds. Call with `reserved_bytes` current.
     pub(super) fn refresh_figures(st: &mut State) {
         let mut cached = 0;
         let mut largest = 0;
         for p in &st.streams {
-            if p.owner == Owner::General {
-                // Only the general pools serve ordinary requests.
-                largest = largest.max(p.largest_free());
+            let general = p.owner == Owner::General;
+            let counted = !st.graph.keeps(p.owner);
+            if !general && !counted {
+                continue;
             }
-            if !st.graph.keeps(p.owner) {
-                cached += p.small.idle_bytes() as u64 + p.large_cached();
+            let (c, l) = p.figures();
+            if general {
+                // Only the general pools serve ordinary requests.
+                largest = largest.max(l);
+            }
+            if counted {
+                cached += p.small.idle_bytes() as u64 + c;
             }
         }
         let s = &mut st.stats;
@@ -206,12 +212,11 @@ impl DevicePool {
         let (mut cached, mut largest) = (0, 0);
         for p in &st.streams {
             let (c, l) = p.figures_by_walk();
-            if (c, l) != (p.large_cached(), p.largest_free()) {
+            let (kc, kl) = p.figures();
+            if (c, l) != (kc, kl) {
                 return Err(format!(
-                    "stream {:#x}: cached {} and largest free {} kept, {c} and {l} by walk",
-                    p.stream,
-                    p.large_cached(),
-                    p.largest_free()
+                    "stream {:#x}: cached {kc} and largest free {kl} kept, {c} and {l} by walk",
+                    p.stream
                 ));
             }
             if p.owner == Owner::General {

@@ -55,9 +55,11 @@ pub struct StreamPool {
     /// request first merges them all back, so best fit then sees the same arena as it
     /// would have without this list.
     pub recent: Vec<(DevPtr, u64)>,
-    /// cuMemAlloc mode: active large blocks per segment base (absent = none), and the
-    /// bytes of segments with none (what `release_cached` would free). Blocks in
-    /// `recent` are free for the statistics: they do not count.
+    /// cuMemAlloc mode: large blocks per segment base (absent = none), and the bytes of
+    /// segments with none (what `release_cached` would free). Blocks in `recent` are
+    /// free for the statistics, but they stay pinned here (and in the expandable
+    /// segment's idle runs) until they merge back into the arena: a block set aside and
+    /// taken back costs no update; `figures` discounts them (at most `RECENT_MAX`).
     seg_pins: HashMap<DevPtr, u32>,
     idle_seg_bytes: u64,
 }
@@ -113,10 +115,11 @@ impl StreamPool {
 
     /// Returns a large block: kept aside for reuse of its exact size, the oldest kept
     /// block going back to the arena when the list is full.
+    /// The block stays pinned while aside (see `seg_pins`).
     pub fn free_large(&mut self, addr: DevPtr, size: u64) {
-        self.unpin(addr, size);
         if self.recent.len() == RECENT_MAX {
-            let (a, _) = self.recent.remove(0);
+            let (a, s) = self.recent.remove(0);
+            self.unpin(a, s);
             self.large.release(a);
         }
         self.recent.push((addr, size));
@@ -152,9 +155,12 @@ impl StreamPool {
 
     /// Merges every kept-aside block back into the arena.
     pub fn flush_recent(&mut self) {
-        for (a, _) in self.recent.drain(..) {
+        for i in 0..self.recent.len() {
+            let (a, s) = self.recent[i];
+            self.unpin(a, s);
             self.large.release(a);
         }
+        self.recent.clear();
     }
 
     /// Serves a large block of `size` bytes (already rounded).
@@ -167,8 +173,8 @@ impl StreamPool {
         size: u64,
     ) -> Result<LargeBlock, MapError> {
         if let Some(i) = self.recent.iter().rposition(|&(_, s)| s == size) {
+            // Still pinned (see `seg_pins`): nothing to update.
             let (addr, size) = self.recent.swap_remove(i);
-            self.pin(addr, size);
             return Ok(LargeBlock {
                 addr,
                 size,
@@ -311,30 +317,42 @@ impl StreamPool {
         }
     }
 
-    /// Bytes of large-block memory the stream could give back now: mapped pages
-    /// (expandable) or whole segments (cuMemAlloc) that no active block touches.
-    /// Kept up to date by `pin` / `unpin`: O(1).
-    pub fn large_cached(&self) -> u64 {
+    /// `(cached, largest_free)` of the large blocks: the bytes of large-block memory the
+    /// stream could give back now (mapped pages, or whole cuMemAlloc segments, that no
+    /// active block touches), and the largest free large block backed by device memory
+    /// (longest run of idle mapped pages, or largest free range or kept-aside block).
+    /// The structures keep them with the blocks of `recent` still pinned; those (at most
+    /// `RECENT_MAX`) are discounted here: O(1) with `recent` empty, else
+    /// O(RECENT_MAX^2 + RECENT_MAX log n).
+    pub fn figures(&self) -> (u64, u64) {
         match &self.seg {
-            Some(s) => s.idle_bytes(),
-            None => self.idle_seg_bytes,
-        }
-    }
-
-    /// The largest free large block backed by device memory: the longest run of idle
-    /// mapped pages (expandable), else the largest free range or kept-aside block.
-    /// O(log n).
-    pub fn largest_free(&self) -> u64 {
-        match &self.seg {
-            Some(s) => s.largest_idle(),
+            Some(s) if self.recent.is_empty() => (s.idle_bytes(), s.largest_idle()),
+            Some(s) => s.figures_with_aside(&self.recent),
             None => {
-                let recent = self.recent.iter().map(|r| r.1).max().unwrap_or(0);
-                self.large.largest_free().max(recent)
+                let mut idle = self.idle_seg_bytes;
+                let mut segs = [0 as DevPtr; RECENT_MAX];
+                let mut largest = self.large.largest_free();
+                for (i, &(a, s)) in self.recent.iter().take(RECENT_MAX).enumerate() {
+                    largest = largest.max(s);
+                    segs[i] = self.large.containing(a).map_or(0, |(_, r)| r.seg);
+                }
+                let segs = &segs[..self.recent.len().min(RECENT_MAX)];
+                for (i, &g) in segs.iter().enumerate() {
+                    // Each segment once; idle when all its pinned blocks are aside.
+                    if segs[..i].contains(&g) {
+                        continue;
+                    }
+                    let aside = segs.iter().filter(|&&x| x == g).count() as u32;
+                    if self.seg_pins.get(&g) == Some(&aside) {
+                        idle += self.segments.get(&g).copied().unwrap_or(0);
+                    }
+                }
+                (idle, largest)
             }
         }
     }
 
-    /// `(large_cached, largest_free)` computed by walking every range and page: what
+    /// `figures()` computed by walking every range and page: what
     /// the incremental figures must equal (`DevicePool::check`).
     pub fn figures_by_walk(&self) -> (u64, u64) {
         let busy = |a: u64, r: &super::arena::Range| {
