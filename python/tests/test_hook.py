@@ -39,10 +39,15 @@ def test_stays_out_of_the_way_of_programs_without_torch(tmp_path):
 
 @pytest.mark.parametrize("first_import", ["import torch", "import torch.cuda.memory", "from torch import cuda"])
 def test_enables_right_after_torch_import(fake_lib, first_import):
-    got = run_json(first_import + "\n" + STATE, [HOOK_DIR, FAKE_TORCH], POOLSIDE_CUDA_LIB=fake_lib)
+    # PYTHON_DIR: the checkout's package, not whatever copy pip installed earlier.
+    got = run_json(first_import + "\n" + STATE, [HOOK_DIR, FAKE_TORCH, PYTHON_DIR], POOLSIDE_CUDA_LIB=fake_lib)
     assert got["swaps"] == 1 and got["after"] is True
     assert got["path"] == str(fake_lib)
-    assert len(got["hooks"]) == 5
+    # All eight of CUDAPluggableAllocator's hooks, the three CUDA graph ones included.
+    assert got["hooks"] == sorted([
+        "set_init_fn", "set_reset_fn", "set_memory_fraction_fn", "set_base_alloc_fn", "set_record_stream_fn",
+        "set_begin_allocate_to_pool", "set_end_allocate_to_pool_fn", "set_release_pool",
+    ]), got["hooks"]
     assert got["finders"] == [], "the finder removes itself after firing"
 
 
