@@ -120,7 +120,9 @@ fn closed_by_server(s: &TcpStream) -> bool {
 
 /// The status code of an HTTP answer.
 fn status(answer: &str) -> Option<u16> {
-    let rest = answer.strip_prefix("HTTP/1.1 ").or(answer.strip_prefix("HTTP/1.0 "))?;
+    let rest = answer
+        .strip_prefix("HTTP/1.1 ")
+        .or(answer.strip_prefix("HTTP/1.0 "))?;
     rest.get(..3)?.parse().ok()
 }
 
@@ -266,7 +268,10 @@ fn malformed_requests_get_an_error_status_promptly() {
         (b"GET  /metrics HTTP/1.1\r\n\r\n", 400),
         (b"GET /met\x00rics HTTP/1.1\r\n\r\n", 400),
         (b"GET /metrics HTTP/1.1\r\n Folded: x\r\n\r\n", 400),
-        (b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (
+            b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            400,
+        ),
         (b"BREW /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 405),
         (
             b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
