@@ -121,15 +121,7 @@ fn stat_prints_table_json_classes_and_alerts() {
     f.host.classes[1].live_bytes = 64;
     let p = write(&dir, me, bytes(&f));
     let _keep = Mapped::new(&p);
-    let stat = |extra: &[&str]| {
-        poolside()
-            .arg("stat")
-            .args(extra)
-            .arg("--stats-dir")
-            .arg(&dir)
-            .output()
-            .unwrap()
-    };
+    let stat = |extra: &[&str]| stat_in(&dir, extra);
 
     let out = stat(&[]);
     assert_eq!(out.status.code(), Some(0));

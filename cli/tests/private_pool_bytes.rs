@@ -22,15 +22,7 @@ fn private_pool_bytes_show_in_stat_json_and_prometheus() {
     f.devices[0].private_pool_bytes.peak = 64 << 20;
     let p = write(&dir, me, bytes(&f));
     let _keep = Mapped::new(&p);
-    let stat = |extra: &[&str]| {
-        poolside()
-            .arg("stat")
-            .args(extra)
-            .arg("--stats-dir")
-            .arg(&dir)
-            .output()
-            .unwrap()
-    };
+    let stat = |extra: &[&str]| stat_in(&dir, extra);
 
     let out = stat(&[]);
     assert_eq!(out.status.code(), Some(0));

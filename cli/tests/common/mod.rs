@@ -126,3 +126,14 @@ pub fn dead_pid() -> u32 {
 pub fn poolside() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_poolside"))
 }
+
+/// Runs `poolside stat EXTRA... --stats-dir DIR` and returns its output.
+pub fn stat_in(dir: &Path, extra: &[&str]) -> std::process::Output {
+    poolside()
+        .arg("stat")
+        .args(extra)
+        .arg("--stats-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
