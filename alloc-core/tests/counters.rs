@@ -1,8 +1,8 @@
 //! The counters add up: after N allocations of S bytes, the host section shows exactly N
 //! more allocations of S's class, N × class size more live bytes, and hits + misses = N.
 
-use alloc_core::size_class::{class_of, class_size};
-use alloc_core::stats::layout::LARGE_SLOT;
+use poolside::size_class::{class_of, class_size};
+use poolside::stats::layout::LARGE_SLOT;
 
 #[test]
 fn counters_match_what_the_thread_did() {
@@ -10,13 +10,11 @@ fn counters_match_what_the_thread_did() {
     std::thread::spawn(|| {
         let (n, size) = (1000usize, 100usize);
         let c = class_of(size);
-        alloc_core::flush_stats();
-        let before = alloc_core::stats_snapshot().classes[c];
-        let blocks: Vec<usize> = (0..n)
-            .map(|_| alloc_core::alloc(size, 8) as usize)
-            .collect();
-        alloc_core::flush_stats();
-        let mid = alloc_core::stats_snapshot().classes[c];
+        poolside::flush_stats();
+        let before = poolside::stats_snapshot().classes[c];
+        let blocks: Vec<usize> = (0..n).map(|_| poolside::alloc(size, 8) as usize).collect();
+        poolside::flush_stats();
+        let mid = poolside::stats_snapshot().classes[c];
         assert_eq!(mid.allocs - before.allocs, n as u64);
         assert_eq!(
             mid.live_bytes - before.live_bytes,
@@ -34,10 +32,10 @@ fn counters_match_what_the_thread_did() {
         assert!(mid.reserved_bytes >= mid.live_bytes, "{mid:?}");
         for b in blocks {
             // SAFETY: allocated above, freed once.
-            unsafe { alloc_core::free(b as *mut u8) };
+            unsafe { poolside::free(b as *mut u8) };
         }
-        alloc_core::flush_stats();
-        let after = alloc_core::stats_snapshot().classes[c];
+        poolside::flush_stats();
+        let after = poolside::stats_snapshot().classes[c];
         assert_eq!(after.frees - mid.frees, n as u64);
         assert_eq!(after.live_bytes, before.live_bytes);
     })
@@ -58,13 +56,13 @@ fn requested_bytes_of_mixed_sizes_stay_within_the_class_range() {
         let c = class_of(sizes[0]);
         assert!(sizes.iter().all(|&s| class_of(s) == c));
         assert_ne!(c, class_of(100));
-        alloc_core::flush_stats();
-        let before = alloc_core::stats_snapshot().classes[c];
+        poolside::flush_stats();
+        let before = poolside::stats_snapshot().classes[c];
         let blocks: Vec<usize> = (0..n)
-            .map(|i| alloc_core::alloc(sizes[i % sizes.len()], 8) as usize)
+            .map(|i| poolside::alloc(sizes[i % sizes.len()], 8) as usize)
             .collect();
-        alloc_core::flush_stats();
-        let mid = alloc_core::stats_snapshot().classes[c];
+        poolside::flush_stats();
+        let mid = poolside::stats_snapshot().classes[c];
         assert_eq!(mid.allocs - before.allocs, n as u64);
         let requested = mid.requested_bytes - before.requested_bytes;
         assert!(
@@ -73,7 +71,7 @@ fn requested_bytes_of_mixed_sizes_stay_within_the_class_range() {
         );
         for b in blocks {
             // SAFETY: allocated above, freed once.
-            unsafe { alloc_core::free(b as *mut u8) };
+            unsafe { poolside::free(b as *mut u8) };
         }
     })
     .join()
@@ -82,17 +80,17 @@ fn requested_bytes_of_mixed_sizes_stay_within_the_class_range() {
 
 #[test]
 fn large_blocks_are_counted_exactly() {
-    let before = alloc_core::stats_snapshot().classes[LARGE_SLOT];
-    let p = alloc_core::alloc(3 << 20, 8);
-    let mid = alloc_core::stats_snapshot().classes[LARGE_SLOT];
+    let before = poolside::stats_snapshot().classes[LARGE_SLOT];
+    let p = poolside::alloc(3 << 20, 8);
+    let mid = poolside::stats_snapshot().classes[LARGE_SLOT];
     assert_eq!(mid.allocs - before.allocs, 1);
     assert_eq!(mid.requested_bytes - before.requested_bytes, 3 << 20);
     assert_eq!(
         mid.live_bytes - before.live_bytes,
-        alloc_core::usable_size(p) as u64
+        poolside::usable_size(p) as u64
     );
     // SAFETY: p is live.
-    unsafe { alloc_core::free(p) };
-    let after = alloc_core::stats_snapshot().classes[LARGE_SLOT];
+    unsafe { poolside::free(p) };
+    let after = poolside::stats_snapshot().classes[LARGE_SLOT];
     assert_eq!(after.frees - mid.frees, 1);
 }

@@ -1,7 +1,7 @@
 //! fork while other threads allocate: the child must be able to allocate and free (no
 //! engine lock left held by a thread that does not exist in the child).
 
-use alloc_core::Poolside;
+use poolside::Poolside;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ fn child_of_a_busy_process_allocates() {
                     keep.push(vec![t as u8; 1 + (i * 7919) % (3 << 20)]);
                     if keep.len() > 32 {
                         keep.clear();
-                        alloc_core::collect(false);
+                        poolside::collect(false);
                     }
                     i += 1;
                 }
@@ -39,7 +39,7 @@ fn child_of_a_busy_process_allocates() {
                 let v = vec![i as u8; 1 + (i * 131) % 100_000];
                 ok &= v[v.len() - 1] == i as u8;
             }
-            alloc_core::collect(true);
+            poolside::collect(true);
             // SAFETY: _exit ends the child without running the parent's atexit handlers.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }

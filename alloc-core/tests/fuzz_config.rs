@@ -4,7 +4,7 @@
 //! of the warning line. Case counts keep the file well under a second in release builds;
 //! `PROPTEST_CASES` raises them for a longer local run.
 
-use alloc_core::config::{
+use poolside::config::{
     entries, parse_u64, HostConfig, HugePages, Problems, KNOWN_KEYS, NAMED_PROBLEMS, SHOWN_BYTES,
 };
 use proptest::prelude::*;

@@ -3,7 +3,7 @@
 //! in spans that still hold live blocks). Read from the published section, as
 //! `poolside stat` reads it.
 
-use alloc_core::stats::layout::HostSection;
+use poolside::stats::layout::HostSection;
 use std::sync::Mutex;
 
 /// The tests read process-wide figures: run them one at a time.
@@ -32,26 +32,26 @@ fn split(s: &HostSection) -> (u64, u64) {
 #[test]
 fn freed_data_is_cached_not_fragmented() {
     let _serial = serial();
-    let small: Vec<*mut u8> = (0..4000).map(|_| alloc_core::alloc(8 << 10, 8)).collect();
-    let large: Vec<*mut u8> = (0..3).map(|_| alloc_core::alloc(3 << 20, 8)).collect();
-    let huge = alloc_core::alloc(40 << 20, 8);
+    let small: Vec<*mut u8> = (0..4000).map(|_| poolside::alloc(8 << 10, 8)).collect();
+    let large: Vec<*mut u8> = (0..3).map(|_| poolside::alloc(3 << 20, 8)).collect();
+    let huge = poolside::alloc(40 << 20, 8);
     for &p in small.iter().chain(&large).chain([&huge]) {
         assert!(!p.is_null());
         // SAFETY: each block holds at least 8 KiB.
         unsafe { p.write_bytes(1, 8 << 10) };
     }
-    alloc_core::flush_stats();
-    let held = alloc_core::stats_snapshot();
+    poolside::flush_stats();
+    let held = poolside::stats_snapshot();
     let (_, frag_held) = split(&held);
     assert!(live(&held) >= 80 << 20, "{held:?}");
     for &p in small.iter().chain(&large).chain([&huge]) {
         // SAFETY: live blocks of ours.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
     // Empty pages back to the arena (no purge: that waits for the delay).
-    alloc_core::collect(false);
-    alloc_core::flush_stats();
-    let s = alloc_core::stats_snapshot();
+    poolside::collect(false);
+    poolside::flush_stats();
+    let s = poolside::stats_snapshot();
     let (cached, fragmented) = split(&s);
     println!(
         "held: reserved {} live {} fragmented {frag_held}; freed: reserved {} live {} cached {cached} fragmented {fragmented}",
@@ -70,8 +70,8 @@ fn freed_data_is_cached_not_fragmented() {
         s.reserved_bytes
     );
     // And cached means returnable: a forced purge gives it back.
-    alloc_core::collect(true);
-    let after = alloc_core::stats_snapshot();
+    poolside::collect(true);
+    let after = poolside::stats_snapshot();
     assert!(
         after.reserved_bytes + cached * 9 / 10 <= s.reserved_bytes,
         "cached {cached} but reserved only went from {} to {}",
@@ -89,7 +89,7 @@ fn a_live_block_keeps_its_span_free_space_as_fragmentation() {
     let mut keep = Vec::new();
     let mut drop_now = Vec::new();
     for i in 0..8000 {
-        let p = alloc_core::alloc(16 << 10, 8);
+        let p = poolside::alloc(16 << 10, 8);
         assert!(!p.is_null());
         if i % 4 == 0 {
             keep.push(p);
@@ -99,11 +99,11 @@ fn a_live_block_keeps_its_span_free_space_as_fragmentation() {
     }
     for p in drop_now {
         // SAFETY: live blocks of ours.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
-    alloc_core::collect(false);
-    alloc_core::flush_stats();
-    let s = alloc_core::stats_snapshot();
+    poolside::collect(false);
+    poolside::flush_stats();
+    let s = poolside::stats_snapshot();
     let (_, fragmented) = split(&s);
     assert!(
         fragmented >= 64 << 20,
@@ -111,6 +111,6 @@ fn a_live_block_keeps_its_span_free_space_as_fragmentation() {
     );
     for p in keep {
         // SAFETY: live blocks of ours.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
 }

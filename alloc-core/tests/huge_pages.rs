@@ -51,7 +51,7 @@ fn child_reports_thp_eligibility() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return; // run by segments_follow_the_kernel_mode_and_the_setting
     }
-    let p = alloc_core::alloc(256 << 10, 8);
+    let p = poolside::alloc(256 << 10, 8);
     assert!(!p.is_null());
     // SAFETY: p holds 256 KiB.
     unsafe { p.write_bytes(1, 256 << 10) };

@@ -92,7 +92,7 @@ fn sizes() -> Vec<(String, usize)> {
 /// Checks a block the engine handed out for `size` bytes, and frees it.
 fn check_and_free(what: &str, p: *mut u8, size: usize, align: usize, zeroed: bool) {
     assert_eq!(p as usize % align, 0, "{what}: misaligned");
-    assert!(alloc_core::usable_size(p) >= size, "{what}: usable size");
+    assert!(poolside::usable_size(p) >= size, "{what}: usable size");
     // SAFETY: p holds `size` bytes; touching the two ends faults in two pages only.
     unsafe {
         if zeroed {
@@ -101,7 +101,7 @@ fn check_and_free(what: &str, p: *mut u8, size: usize, align: usize, zeroed: boo
         }
         *p = 1;
         *p.add(size - 1) = 2;
-        timed(what, || alloc_core::free(p));
+        timed(what, || poolside::free(p));
     }
 }
 
@@ -120,7 +120,7 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
                 "mode 0: the kernel refuses one mapping above RAM + swap"
             );
         }
-        let plain = timed(&name, || alloc_core::alloc(size, 8));
+        let plain = timed(&name, || poolside::alloc(size, 8));
         assert_eq!(
             !plain.is_null(),
             glibc,
@@ -137,7 +137,7 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
             libc::free(p);
             !p.is_null()
         };
-        let z = timed(&name, || alloc_core::alloc_zeroed(size, 8));
+        let z = timed(&name, || poolside::alloc_zeroed(size, 8));
         assert_eq!(!z.is_null(), glibc_z, "calloc({name})");
         if !z.is_null() {
             check_and_free(&name, z, size, 8, true);
@@ -151,7 +151,7 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
                 libc::free(p);
                 !p.is_null()
             };
-            let a = timed(&name, || alloc_core::alloc(size, align));
+            let a = timed(&name, || poolside::alloc(size, align));
             assert_eq!(!a.is_null(), glibc_a, "aligned({align}, {name})");
             if !a.is_null() {
                 check_and_free(&name, a, size, align, false);
@@ -169,25 +169,25 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
                 libc::free(if q.is_null() { p } else { q });
                 !q.is_null()
             };
-            let p = alloc_core::alloc(old_size, 8);
+            let p = poolside::alloc(old_size, 8);
             assert!(!p.is_null());
             // SAFETY: p holds old_size bytes.
             unsafe {
                 p.write_bytes(0x5a, old_size);
             }
-            let usable = alloc_core::usable_size(p);
+            let usable = poolside::usable_size(p);
             // SAFETY: p is a live block with alignment 8.
-            let q = timed(&name, || unsafe { alloc_core::realloc(p, size, 8) });
+            let q = timed(&name, || unsafe { poolside::realloc(p, size, 8) });
             assert_eq!(!q.is_null(), glibc_r, "realloc({old_size} -> {name})");
             if q.is_null() {
-                assert_eq!(alloc_core::usable_size(p), usable, "old block changed");
+                assert_eq!(poolside::usable_size(p), usable, "old block changed");
                 // SAFETY: p is still live and holds old_size bytes.
                 let intact = unsafe { std::slice::from_raw_parts(p, old_size) };
                 // One byte per page and the last one (a debug build reads bytes slowly).
                 let sampled = intact.iter().step_by(4096).chain(intact.last());
                 assert!(sampled.copied().all(|b| b == 0x5a), "old block changed");
                 // SAFETY: p is live.
-                unsafe { alloc_core::free(p) };
+                unsafe { poolside::free(p) };
             } else {
                 // SAFETY: q holds the old contents in its first old_size bytes.
                 unsafe {
@@ -198,7 +198,7 @@ fn huge_and_absurd_requests_are_answered_as_glibc_answers_them() {
             }
         }
     }
-    alloc_core::collect(true);
+    poolside::collect(true);
     // Nothing above stays behind: not the blocks (freed, the cache emptied), nor one word
     // per 64 KiB of them in the pagemap (2^43 bytes alone would be 1 GiB of leaves).
     let grown = rss_bytes().saturating_sub(rss_before);
@@ -212,11 +212,11 @@ fn freed_huge_blocks_leave_no_pagemap_behind() {
     const WANT: usize = 16;
     // Registering a block word by word would cost 8 bytes per 64 KiB: 128 KiB per block.
     const PER_BLOCK_BY_UNIT: usize = BLOCK / (1 << 16) * 8;
-    alloc_core::collect(true);
+    poolside::collect(true);
     let rss_before = rss_bytes();
     let mut blocks = Vec::with_capacity(WANT);
     for _ in 0..WANT {
-        let p = timed("1 GiB alloc", || alloc_core::alloc(BLOCK, 8));
+        let p = timed("1 GiB alloc", || poolside::alloc(BLOCK, 8));
         if p.is_null() {
             break;
         }
@@ -230,7 +230,7 @@ fn freed_huge_blocks_leave_no_pagemap_behind() {
         eprintln!("skipped: only {n} blocks of 1 GiB could be mapped at once");
         for p in blocks {
             // SAFETY: p is live.
-            unsafe { alloc_core::free(p) };
+            unsafe { poolside::free(p) };
         }
         return;
     }
@@ -242,9 +242,9 @@ fn freed_huge_blocks_leave_no_pagemap_behind() {
     );
     for p in blocks {
         // SAFETY: p is live.
-        timed("1 GiB free", || unsafe { alloc_core::free(p) });
+        timed("1 GiB free", || unsafe { poolside::free(p) });
     }
-    alloc_core::collect(true);
+    poolside::collect(true);
     let after = rss_bytes().saturating_sub(rss_before);
     assert!(
         after < n * PER_BLOCK_BY_UNIT / 4,
@@ -252,7 +252,7 @@ fn freed_huge_blocks_leave_no_pagemap_behind() {
     );
     // The next mid-size zeroed request is served at once (it stalled past 20 s after a
     // 2^44 block).
-    let c = timed("4 MiB calloc", || alloc_core::alloc_zeroed(4 << 20, 8));
+    let c = timed("4 MiB calloc", || poolside::alloc_zeroed(4 << 20, 8));
     assert!(!c.is_null());
     check_and_free("4 MiB calloc", c, 4 << 20, 8, true);
 }
@@ -261,10 +261,10 @@ fn freed_huge_blocks_leave_no_pagemap_behind() {
 #[test]
 fn a_refused_request_leaves_the_pool_working() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let p = alloc_core::alloc(usize::MAX / 2, 8);
+    let p = poolside::alloc(usize::MAX / 2, 8);
     assert!(p.is_null());
-    let small = alloc_core::alloc(48, 8);
-    let big = alloc_core::alloc(64 << 20, 8);
+    let small = poolside::alloc(48, 8);
+    let big = poolside::alloc(64 << 20, 8);
     assert!(!small.is_null() && !big.is_null());
     check_and_free("48 B", small, 48, 8, false);
     check_and_free("64 MiB", big, 64 << 20, 8, false);

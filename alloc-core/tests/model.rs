@@ -75,13 +75,13 @@ fn run(ops: Vec<Op>) {
             } => {
                 let align = 1usize << align_shift;
                 let p = if zeroed {
-                    alloc_core::alloc_zeroed(size, align)
+                    poolside::alloc_zeroed(size, align)
                 } else {
-                    alloc_core::alloc(size, align)
+                    poolside::alloc(size, align)
                 } as usize;
                 assert_ne!(p, 0, "out of memory for {size} B");
                 assert_eq!(p % align, 0, "block {p:#x} not aligned to {align}");
-                assert!(alloc_core::usable_size(p as *const u8) >= size);
+                assert!(poolside::usable_size(p as *const u8) >= size);
                 if zeroed {
                     check_fill(p, size, 0);
                 }
@@ -108,10 +108,10 @@ fn run(ops: Vec<Op>) {
                 let &p = live.keys().nth(pick % live.len()).unwrap();
                 let old = live.remove(&p).unwrap();
                 // SAFETY: p is live with alignment old.align.
-                let q = unsafe { alloc_core::realloc(p as *mut u8, size, old.align) } as usize;
+                let q = unsafe { poolside::realloc(p as *mut u8, size, old.align) } as usize;
                 assert_ne!(q, 0);
                 assert_eq!(q % old.align, 0);
-                assert!(alloc_core::usable_size(q as *const u8) >= size);
+                assert!(poolside::usable_size(q as *const u8) >= size);
                 check_fill(q, old.size.min(size), old.fill);
                 // SAFETY: the block holds at least `size` bytes.
                 unsafe { std::ptr::write_bytes(q as *mut u8, old.fill, size) };
@@ -125,7 +125,7 @@ fn run(ops: Vec<Op>) {
                 let l = live.remove(&p).unwrap();
                 check_fill(p, l.size, l.fill);
                 // SAFETY: p is live.
-                unsafe { alloc_core::free(p as *mut u8) };
+                unsafe { poolside::free(p as *mut u8) };
             }
         }
         // No overlap: each block ends before the next one starts (usable size counts).
@@ -138,7 +138,7 @@ fn run(ops: Vec<Op>) {
     for (p, l) in live {
         check_fill(p, l.size, l.fill);
         // SAFETY: p is live.
-        unsafe { alloc_core::free(p as *mut u8) };
+        unsafe { poolside::free(p as *mut u8) };
     }
 }
 
@@ -155,13 +155,13 @@ fn every_power_of_two_alignment_up_to_1_gib() {
     for shift in 0..=30 {
         let align = 1usize << shift;
         for size in [1usize, 24, 4096, 100_000, 3 << 20] {
-            let p = alloc_core::alloc(size, align);
+            let p = poolside::alloc(size, align);
             assert!(!p.is_null());
             assert_eq!(p as usize % align, 0, "align {align} size {size}");
             // SAFETY: p holds `size` bytes.
             unsafe {
                 p.write_bytes(0x5a, size);
-                alloc_core::free(p);
+                poolside::free(p);
             }
         }
     }
@@ -169,16 +169,16 @@ fn every_power_of_two_alignment_up_to_1_gib() {
 
 #[test]
 fn impossible_sizes_fail_cleanly() {
-    assert!(alloc_core::alloc(usize::MAX, 8).is_null());
-    assert!(alloc_core::alloc(usize::MAX - 4096, 16).is_null());
-    assert!(alloc_core::alloc(1 << 62, 1 << 30).is_null());
-    let p = alloc_core::alloc(100, 8);
+    assert!(poolside::alloc(usize::MAX, 8).is_null());
+    assert!(poolside::alloc(usize::MAX - 4096, 16).is_null());
+    assert!(poolside::alloc(1 << 62, 1 << 30).is_null());
+    let p = poolside::alloc(100, 8);
     // SAFETY: p is live; a failed realloc must leave it intact.
     unsafe {
         p.write_bytes(7, 100);
-        assert!(alloc_core::realloc(p, usize::MAX / 2, 8).is_null());
+        assert!(poolside::realloc(p, usize::MAX / 2, 8).is_null());
         assert!((0..100).all(|i| *p.add(i) == 7));
-        alloc_core::free(p);
+        poolside::free(p);
     }
 }
 
@@ -192,28 +192,28 @@ fn foreign_pointers_are_ignored() {
         8 as *mut u8,
         usize::MAX as *mut u8,
     ] {
-        assert!(!alloc_core::owns(p));
-        assert_eq!(alloc_core::usable_size(p), 0);
+        assert!(!poolside::owns(p));
+        assert_eq!(poolside::usable_size(p), 0);
         // SAFETY: free ignores pointers the pool does not own.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
     assert_eq!(*boxed, 5);
 }
 
 #[test]
 fn realloc_grows_large_blocks_in_place() {
-    let p = alloc_core::alloc(2 << 20, 8);
+    let p = poolside::alloc(2 << 20, 8);
     // SAFETY: p is live; the following units of a fresh segment are free unless another
     // test took them, in which case realloc moves (and the test still checks contents).
     unsafe {
         p.write_bytes(3, 2 << 20);
-        let q = alloc_core::realloc(p, 3 << 20, 8);
+        let q = poolside::realloc(p, 3 << 20, 8);
         assert!(!q.is_null());
         assert!((0..(2 << 20)).step_by(4093).all(|i| *q.add(i) == 3));
-        assert!(alloc_core::usable_size(q) >= 3 << 20);
-        let r = alloc_core::realloc(q, 3 << 20, 8);
+        assert!(poolside::usable_size(q) >= 3 << 20);
+        let r = poolside::realloc(q, 3 << 20, 8);
         assert_eq!(r, q, "same size stays in place");
-        alloc_core::free(r);
+        poolside::free(r);
     }
 }
 
@@ -221,10 +221,10 @@ fn realloc_grows_large_blocks_in_place() {
 fn zero_sized_requests_honour_alignment() {
     for shift in 0..=16 {
         let align = 1usize << shift;
-        let p = alloc_core::alloc(0, align);
+        let p = poolside::alloc(0, align);
         assert!(!p.is_null());
         assert_eq!(p as usize % align, 0, "size 0, align {align}");
         // SAFETY: p is live.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
 }

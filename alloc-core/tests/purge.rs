@@ -22,25 +22,25 @@ fn rss_bytes() -> usize {
 fn freed_spans_are_purged_after_the_delay() {
     let _serial = SERIAL.lock().unwrap();
     let size = 8 << 20; // a large span from the arena
-    let p = alloc_core::alloc(size, 8);
+    let p = poolside::alloc(size, 8);
     assert!(!p.is_null());
     // SAFETY: p holds `size` bytes.
     unsafe { p.write_bytes(1, size) };
-    alloc_core::flush_stats();
-    let held = alloc_core::stats_snapshot();
+    poolside::flush_stats();
+    let held = poolside::stats_snapshot();
     let rss_held = rss_bytes();
     // SAFETY: p is live.
-    unsafe { alloc_core::free(p) };
-    alloc_core::flush_stats();
-    let freed = alloc_core::stats_snapshot();
+    unsafe { poolside::free(p) };
+    poolside::flush_stats();
+    let freed = poolside::stats_snapshot();
     // Right after the free the span is still reserved: reuse within the delay is free.
     assert_eq!(
         freed.reserved_bytes, held.reserved_bytes,
         "purged before the delay"
     );
     std::thread::sleep(Duration::from_millis(60));
-    alloc_core::collect(false);
-    let later = alloc_core::stats_snapshot();
+    poolside::collect(false);
+    let later = poolside::stats_snapshot();
     assert!(
         later.reserved_bytes + size as u64 <= held.reserved_bytes,
         "span not purged: {later:?}"
@@ -53,21 +53,21 @@ fn freed_spans_are_purged_after_the_delay() {
 fn huge_blocks_are_cached_then_unmapped() {
     let _serial = SERIAL.lock().unwrap();
     let size = 40 << 20;
-    let p = alloc_core::alloc(size, 8);
+    let p = poolside::alloc(size, 8);
     // SAFETY: p holds `size` bytes.
     unsafe {
         p.write_bytes(1, size);
-        alloc_core::free(p);
+        poolside::free(p);
     }
     // Reuse within the delay gets the same mapping back, already faulted in.
-    let q = alloc_core::alloc(size - 4096, 8);
+    let q = poolside::alloc(size - 4096, 8);
     assert_eq!(q, p, "cached huge mapping not reused");
     // SAFETY: q is live.
-    unsafe { alloc_core::free(q) };
+    unsafe { poolside::free(q) };
     std::thread::sleep(Duration::from_millis(60));
-    alloc_core::collect(false);
-    assert!(!alloc_core::owns(q));
-    assert_eq!(alloc_core::usable_size(q), 0);
+    poolside::collect(false);
+    assert!(!poolside::owns(q));
+    assert_eq!(poolside::usable_size(q), 0);
 }
 
 #[test]
@@ -78,25 +78,25 @@ fn free_parts_of_huge_pages_are_purged_after_a_longer_wait() {
     // returns only whole free chunks, and the rest after a second, longer wait (1 s);
     // without huge pages all of it goes at the first. Either way it all goes.
     let size = 3 << 19;
-    let blocks: Vec<*mut u8> = (0..20).map(|_| alloc_core::alloc(size, 8)).collect();
+    let blocks: Vec<*mut u8> = (0..20).map(|_| poolside::alloc(size, 8)).collect();
     for &p in &blocks {
         assert!(!p.is_null());
         // SAFETY: p holds `size` bytes.
         unsafe { p.write_bytes(1, size) };
     }
-    alloc_core::flush_stats();
-    let held = alloc_core::stats_snapshot();
+    poolside::flush_stats();
+    let held = poolside::stats_snapshot();
     for &p in blocks.iter().step_by(2) {
         // SAFETY: live blocks, freed once.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
     let freed = 10 * size as u64;
     std::thread::sleep(Duration::from_millis(60));
-    alloc_core::collect(false);
-    let first = alloc_core::stats_snapshot();
+    poolside::collect(false);
+    let first = poolside::stats_snapshot();
     std::thread::sleep(Duration::from_millis(1100));
-    alloc_core::collect(false);
-    let later = alloc_core::stats_snapshot();
+    poolside::collect(false);
+    let later = poolside::stats_snapshot();
     println!(
         "reserved: held {}, after the delay {}, after 1.1 s more {}",
         held.reserved_bytes, first.reserved_bytes, later.reserved_bytes
@@ -110,8 +110,8 @@ fn free_parts_of_huge_pages_are_purged_after_a_longer_wait() {
     );
     for &p in blocks.iter().skip(1).step_by(2) {
         // SAFETY: the live half.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
     // Leave nothing pending for the next test's figures.
-    alloc_core::collect(true);
+    poolside::collect(true);
 }

@@ -24,7 +24,7 @@ fn rounds_of_free_and_refill_do_not_purge_or_fault() {
     let fill = |round: u8| -> Vec<*mut u8> {
         (0..BLOCKS)
             .map(|_| {
-                let p = alloc_core::alloc(BLOCK, 8);
+                let p = poolside::alloc(BLOCK, 8);
                 assert!(!p.is_null());
                 for off in (0..BLOCK).step_by(PAGE) {
                     // SAFETY: p holds BLOCK bytes.
@@ -37,20 +37,20 @@ fn rounds_of_free_and_refill_do_not_purge_or_fault() {
     let free_all = |blocks: Vec<*mut u8>| {
         for p in blocks {
             // SAFETY: live blocks of ours, freed once.
-            unsafe { alloc_core::free(p) };
+            unsafe { poolside::free(p) };
         }
     };
     // Round 0 faults the memory in.
     free_all(fill(0));
-    alloc_core::flush_stats();
-    let purged_before = alloc_core::stats_snapshot().purged_bytes;
+    poolside::flush_stats();
+    let purged_before = poolside::stats_snapshot().purged_bytes;
     let faults_before = minor_faults();
     for round in 1..=5 {
         free_all(fill(round));
     }
     let faults = minor_faults() - faults_before;
-    alloc_core::flush_stats();
-    let purged = alloc_core::stats_snapshot().purged_bytes - purged_before;
+    poolside::flush_stats();
+    let purged = poolside::stats_snapshot().purged_bytes - purged_before;
     let pages_per_round = (BLOCKS * BLOCK / PAGE) as u64;
     println!("5 rounds of {BLOCKS} x {BLOCK} bytes: {purged} bytes purged, {faults} minor faults ({pages_per_round} pages a round)");
     assert_eq!(purged, 0, "rounds purged memory they then faulted back");

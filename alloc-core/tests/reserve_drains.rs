@@ -1,7 +1,7 @@
 //! Buffers grown by realloc through many size classes, in several threads, leave (almost)
 //! nothing reserved once they are freed and the purge delay has passed.
 
-use alloc_core::Poolside;
+use poolside::Poolside;
 use std::time::Duration;
 
 #[global_allocator]
@@ -23,8 +23,8 @@ fn grow_and_drop(rounds: usize) {
 #[test]
 fn reserved_memory_drains_after_growth() {
     // Other threads of the test harness hold memory of their own: measure from a baseline.
-    alloc_core::collect(true);
-    let base = alloc_core::stats_snapshot().reserved_bytes;
+    poolside::collect(true);
+    let base = poolside::stats_snapshot().reserved_bytes;
     let threads: Vec<_> = (0..3)
         .map(|_| std::thread::spawn(|| grow_and_drop(60)))
         .collect();
@@ -36,8 +36,8 @@ fn reserved_memory_drains_after_growth() {
     // A non-forced collect: what the purge delay and thread exits release anyway. What may
     // stay: this thread's one empty current page per class up to 128 KiB blocks (the
     // classes this workload touched: a few MiB) and its one spare big span (at most 2 MiB).
-    alloc_core::collect(false);
-    let s = alloc_core::stats_snapshot();
+    poolside::collect(false);
+    let s = poolside::stats_snapshot();
     eprintln!(
         "base {} KiB, reserved {} KiB, purged {} KiB",
         base / 1024,
@@ -50,8 +50,8 @@ fn reserved_memory_drains_after_growth() {
         s.reserved_bytes / 1024,
         base / 1024
     );
-    alloc_core::collect(true);
-    let forced = alloc_core::stats_snapshot().reserved_bytes;
+    poolside::collect(true);
+    let forced = poolside::stats_snapshot().reserved_bytes;
     assert!(
         forced <= base + (256 << 10),
         "a forced collect left {} KiB reserved (base {} KiB)",

@@ -3,7 +3,7 @@
 //!
 //! One #[test] runs the phases in order, so no other test disturbs the RSS readings.
 
-use alloc_core::Poolside;
+use poolside::Poolside;
 use std::sync::mpsc;
 use std::thread;
 
@@ -17,7 +17,7 @@ fn rss_bytes() -> usize {
 }
 
 fn settle() -> usize {
-    alloc_core::collect(true);
+    poolside::collect(true);
     rss_bytes()
 }
 
@@ -88,7 +88,7 @@ fn stress_phases_keep_rss_flat() {
     thread_churn(5_000);
     let after_churn = settle();
 
-    let snapshot = alloc_core::stats_snapshot();
+    let snapshot = poolside::stats_snapshot();
     eprintln!(
         "rss: base {} KiB, after producer/consumer {} KiB, after churn {} KiB; heaps active {} parked {}",
         base / 1024,

@@ -18,12 +18,12 @@ fn main() {
     {
         let t = Instant::now();
         for i in 0..steps {
-            let p = alloc_core::alloc(std::hint::black_box(size), 8);
+            let p = poolside::alloc(std::hint::black_box(size), 8);
             assert!(!p.is_null());
             // SAFETY: p is a live block of `size` >= 1 bytes, freed once.
             unsafe {
                 p.write(i as u8);
-                alloc_core::free(std::hint::black_box(p));
+                poolside::free(std::hint::black_box(p));
             }
         }
         eprintln!(
@@ -46,9 +46,9 @@ fn main() {
             _ => 16384 + (x >> 8) as usize % 49152,
         };
         let slot = &mut ring[i % 4096];
-        // SAFETY: the slot holds null or a live block from alloc_core::alloc.
-        unsafe { alloc_core::free(slot.0) };
-        let p = alloc_core::alloc(size, 8);
+        // SAFETY: the slot holds null or a live block from poolside::alloc.
+        unsafe { poolside::free(slot.0) };
+        let p = poolside::alloc(size, 8);
         assert!(!p.is_null());
         // SAFETY: p holds `size` >= 8 bytes.
         unsafe { p.write(i as u8) };
@@ -56,7 +56,7 @@ fn main() {
     }
     for (p, _) in ring {
         // SAFETY: live blocks.
-        unsafe { alloc_core::free(p) };
+        unsafe { poolside::free(p) };
     }
     eprintln!(
         "{:.2} ns/step",

@@ -1,6 +1,6 @@
 //! `rust_workload` (see benches/src/rust_workload.rs) with poolside as the global allocator.
 #[global_allocator]
-static GLOBAL: alloc_core::Poolside = alloc_core::Poolside;
+static GLOBAL: poolside::Poolside = poolside::Poolside;
 
 fn main() {
     poolside_benches::rust_workload::run();

@@ -7,7 +7,7 @@
 use std::thread;
 
 #[global_allocator]
-static GLOBAL: alloc_core::Poolside = alloc_core::Poolside;
+static GLOBAL: poolside::Poolside = poolside::Poolside;
 
 fn rss_kib() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -40,7 +40,7 @@ fn main() {
             t.join().unwrap();
         }
         if (done + 8) % 10_000 == 0 {
-            let s = alloc_core::stats_snapshot();
+            let s = poolside::stats_snapshot();
             println!(
                 "{},{},{},{}",
                 done + 8,

@@ -8,7 +8,7 @@ pub struct Subject {
     pub alloc: &'static (dyn GlobalAlloc + Sync),
 }
 
-static POOLSIDE: alloc_core::Poolside = alloc_core::Poolside;
+static POOLSIDE: poolside::Poolside = poolside::Poolside;
 static SYSTEM: System = System;
 
 /// poolside and std's System allocator; the bench adds mimalloc (a dev-dependency).

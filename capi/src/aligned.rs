@@ -15,8 +15,8 @@
 
 use crate::errno;
 use crate::malloc::{alloc_or_retry, fail_nomem, natural_align};
-use alloc_core::source::os::OS_PAGE;
 use libc::{c_int, c_void, size_t};
+use poolside::source::os::OS_PAGE;
 
 /// Allocates with `align` (a power of two).
 #[inline]

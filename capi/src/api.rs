@@ -9,8 +9,8 @@
 use crate::aligned::aligned_alloc_checked;
 use crate::malloc::{alloc_natural, alloc_zeroed_array, release, usable};
 use crate::realloc::resize;
-use alloc_core::host;
 use libc::{c_char, c_int, c_void, size_t};
+use poolside::host;
 
 /// Allocates `size` bytes (16-byte aligned from 16 bytes up). NULL with errno ENOMEM when
 /// out of memory. `poolside_malloc(0)` returns a unique block.

@@ -6,5 +6,5 @@
 #[cfg(feature = "fault-injection")]
 #[no_mangle]
 pub extern "C" fn poolside_test_inject_map_failures(n: libc::c_long) {
-    alloc_core::source::os::inject_map_failures_after(n as isize);
+    poolside::source::os::inject_map_failures_after(n as isize);
 }

@@ -2,7 +2,7 @@
 //!
 //! Built as `libpoolside.so` (drop-in malloc through `LD_PRELOAD`, or linked with
 //! `-lpoolside`) and `libpoolside.a`. Every export is a thin layer over
-//! [`alloc_core::host`]; this crate adds only what C and C++ define on top: errno, glibc's
+//! [`poolside::host`]; this crate adds only what C and C++ define on top: errno, glibc's
 //! corner cases (`realloc(p, 0)`, `pvalloc`, alignment rules), the C++ new-handler protocol,
 //! and the `poolside_*` API of `include/poolside.h`.
 //!
@@ -40,5 +40,5 @@ pub mod stats;
 /// process cannot trust its heap any more, so stop it with a raw message.
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    alloc_core::sys::fatal(b"panic inside libpoolside")
+    poolside::sys::fatal(b"panic inside libpoolside")
 }

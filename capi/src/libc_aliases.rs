@@ -7,8 +7,8 @@
 use crate::aligned::{alloc_aligned, memalign_lenient, posix_memalign_into, pvalloc_pages};
 use crate::malloc::{alloc_natural, alloc_zeroed_array, release};
 use crate::realloc::resize;
-use alloc_core::source::os::OS_PAGE;
 use libc::{c_int, c_void, size_t};
+use poolside::source::os::OS_PAGE;
 
 #[no_mangle]
 pub extern "C" fn __libc_malloc(size: size_t) -> *mut c_void {

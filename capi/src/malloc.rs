@@ -9,8 +9,8 @@
 //! - `free` and `cfree` never change errno and ignore null and foreign pointers.
 
 use crate::errno;
-use alloc_core::host;
 use libc::{c_void, size_t};
+use poolside::host;
 
 /// The alignment a plain allocation of `size` bytes gets.
 #[inline(always)]
@@ -54,7 +54,7 @@ pub fn alloc_or_retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
-    if size > isize::MAX as usize || alloc_core::sys::kernel_refuses_outright(size) {
+    if size > isize::MAX as usize || poolside::sys::kernel_refuses_outright(size) {
         return fail_nomem();
     }
     host::collect(true);

@@ -7,8 +7,8 @@
 //!   call fails with ENOMEM and leaves it alone, instead of reading foreign memory.
 
 use crate::malloc::{alloc_natural, fail_nomem, natural_align, release};
-use alloc_core::host;
 use libc::{c_void, size_t};
+use poolside::host;
 
 /// realloc's body.
 ///
@@ -37,7 +37,7 @@ pub unsafe fn resize(p: *mut c_void, size: usize) -> *mut c_void {
     if q.is_null() {
         // As in malloc::alloc_or_retry: give back what the pool holds, try once more
         // (unless the kernel refuses the size outright).
-        if alloc_core::sys::kernel_refuses_outright(size) {
+        if poolside::sys::kernel_refuses_outright(size) {
             return fail_nomem();
         }
         host::collect(true);

@@ -1,14 +1,14 @@
 //! `poolside_stats_snapshot`: the host pool's statistics, copied into a caller's struct.
 //!
 //! The figures are those of the stats file that `poolside stat` reads (see
-//! `alloc_core::stats::layout`), taken under its seqlock so that they are consistent with
+//! `poolside::stats::layout`), taken under its seqlock so that they are consistent with
 //! each other. The calling thread's counters are folded in first; other threads fold theirs
 //! as they go (and at `poolside_collect`), so their latest few operations may be missing.
 
-use alloc_core::host;
-use alloc_core::size_class::NUM_CLASSES;
-use alloc_core::stats::layout::{ClassCounters, HUGE_SLOT, LARGE_SLOT, MAX_CLASSES};
 use libc::c_int;
+use poolside::host;
+use poolside::size_class::NUM_CLASSES;
+use poolside::stats::layout::{ClassCounters, HUGE_SLOT, LARGE_SLOT, MAX_CLASSES};
 
 /// Slots in `poolside_stats_t::classes`.
 pub const POOLSIDE_STATS_SLOTS: usize = 128;

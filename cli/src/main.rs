@@ -40,7 +40,7 @@ fn main() {
         Command::Replay { json, snapshot } => {
             let lib = poolside_cli::run::exe_dir().and_then(|d| {
                 poolside_cli::replay::plugin_path(
-                    &d,
+                    &poolside_cli::run::locate::Places::of_this_build(&d),
                     std::env::var("POOLSIDE_CUDA_LIB").ok().as_deref(),
                 )
             });

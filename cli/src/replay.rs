@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 type ReplayFn = unsafe extern "C" fn(*const c_char, c_int, *mut *mut c_char) -> c_int;
 type FreeFn = unsafe extern "C" fn(*mut c_char);
 
-/// The plugin: `$POOLSIDE_CUDA_LIB`, else beside the executable or in `../lib`.
-pub fn plugin_path(exe_dir: &Path, env_lib: Option<&str>) -> Result<PathBuf, String> {
+/// The plugin: `$POOLSIDE_CUDA_LIB`, else the first of `places.lib_dirs` that holds it.
+pub fn plugin_path(places: &locate::Places, env_lib: Option<&str>) -> Result<PathBuf, String> {
     if let Some(p) = env_lib.filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
@@ -19,11 +19,12 @@ pub fn plugin_path(exe_dir: &Path, env_lib: Option<&str>) -> Result<PathBuf, Str
             Err(format!("POOLSIDE_CUDA_LIB={} is not a file", p.display()))
         };
     }
-    locate::cuda_lib(exe_dir).ok_or_else(|| {
+    locate::cuda_lib(places).ok_or_else(|| {
         format!(
-            "{} not found beside {} (build it: cargo build --release -p poolside-cuda, or set POOLSIDE_CUDA_LIB)",
+            "cannot find {} (looked in {}); build it with \
+             `cargo build --release -p poolside-cuda` or set POOLSIDE_CUDA_LIB",
             locate::CUDA_LIB_NAME,
-            exe_dir.display()
+            locate::cuda_lib_looked_in(places)
         )
     })
 }

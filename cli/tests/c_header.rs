@@ -3,7 +3,7 @@
 //!
 //! `POOLSIDE_BLESS=1 cargo test -p poolside-cli --test c_header` rewrites the header.
 
-use alloc_core::stats::layout::{StatsFile, HUGE_SLOT, LARGE_SLOT, STATS_MAGIC};
+use poolside::stats::layout::{StatsFile, HUGE_SLOT, LARGE_SLOT, STATS_MAGIC};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {

@@ -7,8 +7,8 @@
 
 mod common;
 
-use alloc_core::stats::layout::StatsFile;
 use common::*;
+use poolside::stats::layout::StatsFile;
 use poolside_cli::reader::{self, Snapshot};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 #[global_allocator]
-static POOLSIDE: alloc_core::Poolside = alloc_core::Poolside;
+static POOLSIDE: poolside::Poolside = poolside::Poolside;
 
 /// Set in the child's environment.
 const ROLE: &str = "POOLSIDE_TEST_WRITER";
@@ -47,7 +47,7 @@ fn writer() {
     let mut input = stdin.lock();
     let mut out = std::io::stdout().lock();
     loop {
-        alloc_core::flush_stats();
+        poolside::flush_stats();
         writeln!(out, "done").unwrap();
         out.flush().unwrap();
         line.clear();
@@ -77,7 +77,7 @@ fn writer() {
                 let pid = unsafe { libc::fork() };
                 if pid == 0 {
                     // The child publishes its file on its first statistics write.
-                    alloc_core::flush_stats();
+                    poolside::flush_stats();
                     loop {
                         // SAFETY: sleeping until the parent test kills us.
                         unsafe { libc::pause() };
@@ -192,8 +192,8 @@ fn snap(dir: &Path, pid: u32) -> Snapshot {
 }
 
 /// The class counters of the class holding `BLOCK`-byte blocks.
-fn class(s: &Snapshot) -> alloc_core::stats::layout::ClassCounters {
-    let c = alloc_core::size_class::class_of(SIZE);
+fn class(s: &Snapshot) -> poolside::stats::layout::ClassCounters {
+    let c = poolside::size_class::class_of(SIZE);
     assert_eq!(s.host.classes[c].block_size, BLOCK);
     s.host.classes[c]
 }

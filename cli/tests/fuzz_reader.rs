@@ -11,11 +11,11 @@
 
 mod common;
 
-use alloc_core::stats::layout::{
+use common::*;
+use poolside::stats::layout::{
     ClassCounters, DeviceSection, HostSection, StatsFile, MAX_CLASSES, MAX_DEVICES, STATS_MAGIC,
 };
-use alloc_core::stats::proc_self::parse_start_ticks;
-use common::*;
+use poolside::stats::proc_self::parse_start_ticks;
 use poolside_cli::reader::file_name::FileName;
 use poolside_cli::reader::liveness::maps_inode;
 use poolside_cli::reader::verdict::{examine, Verdict, FILE_SIZE};
@@ -138,7 +138,7 @@ fn apply(b: &mut [u8], m: &Mutation) {
         Mutation::NumClasses(v) => put(b, offset_of!(StatsFile, num_classes), &v.to_le_bytes()),
         Mutation::CmdlineLen(v) => put(b, offset_of!(StatsFile, cmdline_len), &v.to_le_bytes()),
         Mutation::Cmdline(c) => {
-            let n = c.len().min(alloc_core::stats::layout::CMDLINE_BYTES);
+            let n = c.len().min(poolside::stats::layout::CMDLINE_BYTES);
             put(b, offset_of!(StatsFile, cmdline), &c[..n]);
             put(
                 b,
@@ -184,7 +184,7 @@ fn apply(b: &mut [u8], m: &Mutation) {
 fn expected(m: &Mutation, me: u32, my_ticks: u64) -> Option<&'static str> {
     match m {
         Mutation::Magic(v) if *v != STATS_MAGIC => Some("bad magic"),
-        Mutation::Version(v) if *v != alloc_core::stats::layout::STATS_VERSION => {
+        Mutation::Version(v) if *v != poolside::stats::layout::STATS_VERSION => {
             Some("layout version")
         }
         Mutation::HeaderSize(v) if *v as usize != FILE_SIZE => Some("layout size"),

@@ -162,7 +162,7 @@ fn explains_pids_without_statistics() {
 
 #[test]
 fn snapshots_stay_consistent_while_a_writer_runs() {
-    use alloc_core::stats::seqlock;
+    use poolside::stats::seqlock;
     use std::ptr::addr_of_mut;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -178,7 +178,7 @@ fn snapshots_stay_consistent_while_a_writer_runs() {
     // writes every few microseconds: far more often than the engine, which folds at most
     // once per 10 ms per thread, yet leaving a reader room to copy the 16 KiB section.
     let writer = std::thread::spawn(move || {
-        let f = file as *mut alloc_core::stats::layout::StatsFile;
+        let f = file as *mut poolside::stats::layout::StatsFile;
         let mut n = 0u64;
         while !stop2.load(Ordering::Relaxed) {
             n += 1;
@@ -234,7 +234,7 @@ fn age(p: &std::path::Path, secs: u64) {
 fn warns_about_empty_and_all_zero_files_of_live_processes() {
     let dir = temp_dir("empty");
     let me = std::process::id();
-    let size = std::mem::size_of::<alloc_core::stats::layout::StatsFile>();
+    let size = std::mem::size_of::<poolside::stats::layout::StatsFile>();
     for (content, what) in [(vec![], "empty file"), (vec![0u8; size], "bytes are zero")] {
         // Just written: a creator may be between open and writing the magic. Quiet.
         let p = write(&dir, me, &content);

@@ -27,7 +27,7 @@
 //! bad value of one of these keys gets a warning and the earlier value stays. Warnings
 //! come once per process, one line per variable (see [`PluginConfig::from_env`]).
 
-use alloc_core::config::{cut, parse_bool, parse_f64, parse_u64, HostConfig, Problems, KNOWN_KEYS};
+use poolside::config::{cut, parse_bool, parse_f64, parse_u64, HostConfig, Problems, KNOWN_KEYS};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Intervals of `roundup_power2_divisions`, as in PyTorch: index 0 for sizes up to

@@ -3,7 +3,7 @@
 //! Layers, each using only those listed before it:
 //! - [`driver`]: the CUDA driver calls behind a trait, real (cudarc) or simulated;
 //! - [`config`]: settings from `POOLSIDE_CONF` and `PYTORCH_CUDA_ALLOC_CONF`;
-//! - [`pool`]: one pool per device: small blocks from `alloc_core::detached`, large blocks
+//! - [`pool`]: one pool per device: small blocks from `poolside::detached`, large blocks
 //!   best fit from expandable segments (or cuMemAlloc segments), stream-ordered reuse,
 //!   the out-of-memory path, and the statistics;
 //! - [`abi`]: the C functions PyTorch calls (plus `cpp/oom.cpp`, which throws);

@@ -6,8 +6,8 @@
 //!
 //! Each test uses its own device ordinal: the sections are per process and per device.
 
-use alloc_core::stats::layout::DeviceSection;
-use alloc_core::stats::{seqlock, shm};
+use poolside::stats::layout::DeviceSection;
+use poolside::stats::{seqlock, shm};
 use poolside_cuda::config::PluginConfig;
 use poolside_cuda::driver::sim::SimDriver;
 use poolside_cuda::pool::DevicePool;

@@ -4,7 +4,7 @@
 //! the values given, and the rounding the settings drive never wraps. Case counts keep the
 //! file well under a second in release builds; `PROPTEST_CASES` raises them locally.
 
-use alloc_core::config::SHOWN_BYTES;
+use poolside::config::SHOWN_BYTES;
 use poolside_cuda::config::{quoted, PluginConfig, ROUNDUP_INTERVALS};
 use proptest::prelude::*;
 

@@ -313,9 +313,9 @@ fn shared_stats_section_follows_the_pool() {
     let driver = Arc::new(SimDriver::new(2, 1 << 30));
     let pool = DevicePool::new(driver, 1, &PluginConfig::default()).unwrap();
     let p = pool.malloc(5 * MIB, 0).unwrap();
-    let sec = alloc_core::stats::shm::device_section(1);
+    let sec = poolside::stats::shm::device_section(1);
     // SAFETY: the section is valid for the life of the process; the pool is idle.
-    let copy = unsafe { alloc_core::stats::seqlock::read(sec, 100) }.unwrap();
+    let copy = unsafe { poolside::stats::seqlock::read(sec, 100) }.unwrap();
     assert_eq!(copy.present, 1);
     assert_eq!(copy.allocated_bytes.current, 5 * MIB as u64);
     assert_eq!(
@@ -324,7 +324,7 @@ fn shared_stats_section_follows_the_pool() {
     );
     pool.free(p).unwrap();
     // SAFETY: as above.
-    let copy = unsafe { alloc_core::stats::seqlock::read(sec, 100) }.unwrap();
+    let copy = unsafe { poolside::stats::seqlock::read(sec, 100) }.unwrap();
     assert_eq!(copy.allocated_bytes.current, 0);
     assert_eq!(copy.allocated_bytes.peak, 5 * MIB as u64);
 }

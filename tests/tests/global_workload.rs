@@ -1,7 +1,7 @@
 //! A real Rust workload with poolside as the global allocator: collections of String,
 //! HashMap and Vec built and dropped across threads, with blocks moving between threads.
 
-use alloc_core::Poolside;
+use poolside::Poolside;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use std::thread;

@@ -537,7 +537,7 @@ pub fn render(ps: &[ProcessReport], skipped: usize) -> String {
 mod tests {
     use super::*;
     use crate::report::build;
-    use alloc_core::stats::layout::{DeviceSection, Gauge};
+    use poolside::stats::layout::{DeviceSection, Gauge};
 
     /// Prometheus's naming conventions: base units in the name, `_total` for counters
     /// and only for them, ratios as `_ratio`, snake case under the `poolside_` prefix.

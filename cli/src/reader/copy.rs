@@ -1,7 +1,7 @@
 //! Consistent copies of a validated stats file's header and sections, read with pread(2).
 //!
 //! Writers map the file and update each section under its seqlock (see
-//! `alloc_core::stats::seqlock`). The reader does not map it: a file that its owner
+//! `poolside::stats::seqlock`). The reader does not map it: a file that its owner
 //! truncates while a mapping of it is read raises SIGBUS, which would kill `poolside stat`,
 //! `top` or `export`; pread gives an error instead. A section is read as its sequence
 //! number, then the whole section, then the sequence number again, each a system call that
@@ -10,9 +10,7 @@
 //! when it leaves.
 
 use super::snapshot::Snapshot;
-use alloc_core::stats::layout::{
-    DeviceSection, HostSection, StatsFile, CMDLINE_BYTES, MAX_DEVICES,
-};
+use poolside::stats::layout::{DeviceSection, HostSection, StatsFile, CMDLINE_BYTES, MAX_DEVICES};
 use std::fs::File;
 use std::io;
 use std::mem::{offset_of, size_of, MaybeUninit};

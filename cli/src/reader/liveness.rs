@@ -4,7 +4,7 @@
 //! (otherwise the PID was reused), and the process maps the file's inode (otherwise the
 //! process exec'd a program without poolside after a fork created the file).
 
-use alloc_core::stats::proc_self::parse_start_ticks;
+use poolside::stats::proc_self::parse_start_ticks;
 use std::fs;
 use std::io::ErrorKind;
 

@@ -15,12 +15,12 @@ use verdict::Verdict;
 
 /// The stats directory: `stats_dir` from `POOLSIDE_CONF` if set, else /dev/shm.
 pub fn default_dir() -> PathBuf {
-    let mut cfg = alloc_core::config::HostConfig::DEFAULT;
+    let mut cfg = poolside::config::HostConfig::DEFAULT;
     if let Some(conf) = std::env::var_os("POOLSIDE_CONF") {
         use std::os::unix::ffi::OsStrExt;
         // Only the directory matters here; warnings about other keys belong to the
         // program that is configured, not to the reader.
-        let dirs: Vec<&[u8]> = alloc_core::config::entries(conf.as_bytes())
+        let dirs: Vec<&[u8]> = poolside::config::entries(conf.as_bytes())
             .filter(|(k, _)| *k == b"stats_dir")
             .map(|(_, v)| v)
             .collect();

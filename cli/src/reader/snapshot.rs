@@ -1,6 +1,6 @@
 //! A consistent copy of one process's statistics.
 
-use alloc_core::stats::layout::{DeviceSection, HostSection};
+use poolside::stats::layout::{DeviceSection, HostSection};
 use std::path::PathBuf;
 
 /// One process's statistics as read from its file. Each section is internally

@@ -10,7 +10,7 @@ use super::copy;
 use super::file_name::FileName;
 use super::liveness;
 use super::snapshot::Snapshot;
-use alloc_core::stats::layout::{StatsFile, STATS_MAGIC, STATS_VERSION};
+use poolside::stats::layout::{StatsFile, STATS_MAGIC, STATS_VERSION};
 use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;

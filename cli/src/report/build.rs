@@ -3,7 +3,7 @@
 use super::derived::{estimated_internal_waste, fragmentation, hit_rate, host_free_split, share};
 use super::{ClassReport, DeviceReport, GaugeReport, HostReport, ProcessReport};
 use crate::reader::{system, Snapshot};
-use alloc_core::stats::layout::{
+use poolside::stats::layout::{
     ClassCounters, DeviceSection, Gauge, HostSection, LOCAL_RANK_SET, MAX_CLASSES, RANK_SET,
     WORLD_SIZE_SET,
 };

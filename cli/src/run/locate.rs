@@ -1,6 +1,9 @@
-//! Where `poolside run` finds what it injects: libpoolside.so, the CUDA plugin and the
-//! Python hook, relative to its own executable (cargo's target/<profile>/, or an install
-//! prefix's bin/) unless the environment names them.
+//! Where `poolside run` and `poolside replay` find what they load: libpoolside.so, the CUDA
+//! plugin and the Python hook. First where the environment says, then relative to the
+//! executable (cargo's target/<profile>/, or an install prefix's bin/), then where the
+//! binary was built: `cargo install --path cli` copies the binary to ~/.cargo/bin but builds
+//! in the workspace's target directory, beside the libraries that
+//! `cargo build --release -p poolside-capi -p poolside-cuda` puts there.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +12,61 @@ pub const LIB_NAME: &str = "libpoolside.so";
 /// The CUDA plugin's file name.
 pub const CUDA_LIB_NAME: &str = "libpoolside_cuda.so";
 
-/// libpoolside.so: `$POOLSIDE_LIB`, else beside the executable, else `<exe_dir>/../lib`.
-pub fn host_lib(exe_dir: &Path, env_lib: Option<&str>) -> Result<PathBuf, String> {
+/// The directories searched, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Places {
+    /// For the two libraries.
+    pub lib_dirs: Vec<PathBuf>,
+    /// For the directory of the sitecustomize hook.
+    pub hook_dirs: Vec<PathBuf>,
+}
+
+impl Places {
+    /// Relative to the executable's directory only: beside it, or an install prefix
+    /// (`<exe_dir>/../lib`, `<exe_dir>/../share/poolside/python-hook`), or the repository's
+    /// `python/hook` seen from target/<profile>/.
+    pub fn around(exe_dir: &Path) -> Places {
+        Places {
+            lib_dirs: vec![exe_dir.to_path_buf(), exe_dir.join("../lib")],
+            hook_dirs: vec![
+                exe_dir.join("../share/poolside/python-hook"),
+                exe_dir.join("../../python/hook"),
+            ],
+        }
+    }
+
+    /// [`Places::around`], then the cargo profile directory and the checkout this binary
+    /// was built from (recorded by build.rs; absent when built outside a checkout, as from
+    /// crates.io, where they are only build directories that no longer exist).
+    pub fn of_this_build(exe_dir: &Path) -> Places {
+        let mut p = Places::around(exe_dir);
+        p.lib_dirs
+            .push(PathBuf::from(env!("POOLSIDE_BUILT_PROFILE_DIR")));
+        p.hook_dirs
+            .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/hook"));
+        p
+    }
+
+    fn find_lib(&self, name: &str) -> Option<PathBuf> {
+        self.lib_dirs
+            .iter()
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .map(absolute)
+    }
+
+    fn looked_in(&self) -> String {
+        let dirs: Vec<String> = self
+            .lib_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        dirs.join(", ")
+    }
+}
+
+/// libpoolside.so: `$POOLSIDE_LIB`, else the first of `places.lib_dirs` that holds it.
+pub fn host_lib(places: &Places, env_lib: Option<&str>) -> Result<PathBuf, String> {
     if let Some(p) = env_lib.filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
@@ -19,45 +75,31 @@ pub fn host_lib(exe_dir: &Path, env_lib: Option<&str>) -> Result<PathBuf, String
             Err(format!("POOLSIDE_LIB={} is not a file", p.display()))
         };
     }
-    let candidates = [
-        exe_dir.join(LIB_NAME),
-        exe_dir.join("../lib").join(LIB_NAME),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .map(|p| absolute(p.clone()))
-        .ok_or_else(|| {
-            format!(
-                "cannot find {LIB_NAME} (looked in {} and {}); build it with \
-                 `cargo build -p poolside-capi` or set POOLSIDE_LIB",
-                candidates[0].display(),
-                candidates[1].display()
-            )
-        })
+    places.find_lib(LIB_NAME).ok_or_else(|| {
+        format!(
+            "cannot find {LIB_NAME} (looked in {}); build it with \
+             `cargo build --release -p poolside-capi` or set POOLSIDE_LIB",
+            places.looked_in()
+        )
+    })
 }
 
-/// libpoolside_cuda.so beside the executable (or in `../lib`), if it exists.
-pub fn cuda_lib(exe_dir: &Path) -> Option<PathBuf> {
-    [
-        exe_dir.join(CUDA_LIB_NAME),
-        exe_dir.join("../lib").join(CUDA_LIB_NAME),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .map(absolute)
+/// libpoolside_cuda.so in the first of `places.lib_dirs` that holds it, if any.
+pub fn cuda_lib(places: &Places) -> Option<PathBuf> {
+    places.find_lib(CUDA_LIB_NAME)
 }
 
-/// The directory of poolside's sitecustomize hook: `$POOLSIDE_PYTHON_HOOK`, else
-/// `<exe_dir>/../share/poolside/python-hook`, else the repository's `python/hook` seen
-/// from target/<profile>/; only a directory that exists.
-pub fn python_hook(exe_dir: &Path, env_hook: Option<&str>) -> Option<PathBuf> {
+/// Where `cuda_lib` looked, for messages.
+pub fn cuda_lib_looked_in(places: &Places) -> String {
+    places.looked_in()
+}
+
+/// The directory of poolside's sitecustomize hook: `$POOLSIDE_PYTHON_HOOK`, else the first
+/// of `places.hook_dirs`; only a directory that exists.
+pub fn python_hook(places: &Places, env_hook: Option<&str>) -> Option<PathBuf> {
     let env = env_hook.filter(|p| !p.is_empty()).map(PathBuf::from);
     env.into_iter()
-        .chain([
-            exe_dir.join("../share/poolside/python-hook"),
-            exe_dir.join("../../python/hook"),
-        ])
+        .chain(places.hook_dirs.iter().cloned())
         .find(|p| p.is_dir())
         .map(absolute)
 }
@@ -79,26 +121,56 @@ mod tests {
         let bin = root.join("bin");
         fs::create_dir_all(&bin).unwrap();
         fs::create_dir_all(root.join("lib")).unwrap();
-        assert!(host_lib(&bin, None).unwrap_err().contains("POOLSIDE_LIB"));
+        let places = Places::around(&bin);
+        assert!(host_lib(&places, None)
+            .unwrap_err()
+            .contains("POOLSIDE_LIB"));
         fs::write(root.join("lib").join(LIB_NAME), b"").unwrap();
         assert_eq!(
-            host_lib(&bin, None).unwrap(),
+            host_lib(&places, None).unwrap(),
             fs::canonicalize(root.join("lib").join(LIB_NAME)).unwrap()
         );
         fs::write(bin.join(LIB_NAME), b"").unwrap();
         assert_eq!(
-            host_lib(&bin, None).unwrap(),
+            host_lib(&places, None).unwrap(),
             fs::canonicalize(bin.join(LIB_NAME)).unwrap()
         );
-        assert!(host_lib(&bin, Some("/nonexistent/x.so")).is_err());
-        assert_eq!(cuda_lib(&bin), None);
-        assert_eq!(python_hook(&bin, None), None);
+        assert!(host_lib(&places, Some("/nonexistent/x.so")).is_err());
+        assert_eq!(cuda_lib(&places), None);
+        assert_eq!(python_hook(&places, None), None);
         let hook = root.join("share/poolside/python-hook");
         fs::create_dir_all(&hook).unwrap();
         assert_eq!(
-            python_hook(&bin, None),
+            python_hook(&places, None),
             Some(fs::canonicalize(&hook).unwrap())
         );
         fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_installed_binary_finds_the_build_it_came_from() {
+        // A binary copied elsewhere (as `cargo install --path cli` does) finds the libraries
+        // in the profile directory it was built in, and the checkout's hook.
+        let elsewhere = std::env::temp_dir().join(format!("poolside-bin-{}", std::process::id()));
+        fs::create_dir_all(&elsewhere).unwrap();
+        let places = Places::of_this_build(&elsewhere);
+        let built = PathBuf::from(env!("POOLSIDE_BUILT_PROFILE_DIR"));
+        assert!(places.lib_dirs.contains(&built));
+        // This test binary was built in that very directory's deps/.
+        let exe = std::env::current_exe().unwrap();
+        assert!(
+            exe.starts_with(fs::canonicalize(&built).unwrap()),
+            "{} is not under {}",
+            exe.display(),
+            built.display()
+        );
+        assert_eq!(
+            python_hook(&places, None),
+            Some(
+                fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/hook"))
+                    .unwrap()
+            )
+        );
+        fs::remove_dir_all(elsewhere).unwrap();
     }
 }

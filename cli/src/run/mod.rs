@@ -42,11 +42,11 @@ pub fn run(conf: Option<&str>, cmd: &[String]) -> Result<i32, String> {
             "no command given (usage: poolside run [--conf K:V,...] -- CMD ARGS...)".into(),
         );
     };
-    let dir = exe_dir()?;
+    let places = locate::Places::of_this_build(&exe_dir()?);
     let env = |k: &str| std::env::var(k).ok();
-    let lib = locate::host_lib(&dir, env("POOLSIDE_LIB").as_deref())?;
-    let hook = locate::python_hook(&dir, env("POOLSIDE_PYTHON_HOOK").as_deref());
-    let cuda = locate::cuda_lib(&dir);
+    let lib = locate::host_lib(&places, env("POOLSIDE_LIB").as_deref())?;
+    let hook = locate::python_hook(&places, env("POOLSIDE_PYTHON_HOOK").as_deref());
+    let cuda = locate::cuda_lib(&places);
     let add = environment::additions(env, &lib, conf, hook.as_deref(), cuda.as_deref());
     let mut command = Command::new(program);
     command.args(args).envs(add.vars);

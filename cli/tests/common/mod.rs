@@ -2,7 +2,7 @@
 //! synthetic stats files.
 #![allow(dead_code)]
 
-use alloc_core::stats::layout::{StatsFile, STATS_MAGIC, STATS_VERSION, WRITER_HOST};
+use poolside::stats::layout::{StatsFile, STATS_MAGIC, STATS_VERSION, WRITER_HOST};
 use std::path::{Path, PathBuf};
 
 /// A fresh, empty directory for one test.
@@ -42,7 +42,7 @@ pub fn stats_file(pid: u32) -> Box<StatsFile> {
         .flatten()
         .unwrap_or(0);
     f.writers = WRITER_HOST;
-    f.num_classes = alloc_core::size_class::NUM_CLASSES as u32;
+    f.num_classes = poolside::size_class::NUM_CLASSES as u32;
     let cmd = b"synthetic\0--flag\0";
     f.cmdline[..cmd.len()].copy_from_slice(cmd);
     f.cmdline_len = cmd.len() as u32;

@@ -3,7 +3,7 @@
 
 use super::global::global;
 use crate::driver::{DevPtr, StreamId};
-use alloc_core::stats::layout::DeviceSection;
+use poolside::stats::layout::DeviceSection;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -4,7 +4,7 @@
 use crate::config::PluginConfig;
 use crate::driver::{select, Driver};
 use crate::pool::DevicePool;
-use alloc_core::stats::{layout::WRITER_CUDA, shm};
+use poolside::stats::{layout::WRITER_CUDA, shm};
 use std::sync::{Arc, OnceLock};
 
 /// The driver, settings and pools of this process.

@@ -1,4 +1,4 @@
-//! The device as an `alloc_core` memory source, so that the engine's detached size-class
+//! The device as an `poolside` memory source, so that the engine's detached size-class
 //! pool serves small blocks from device pages.
 //!
 //! Two modes:
@@ -14,8 +14,8 @@
 
 use super::budget::Budget;
 use crate::driver::{DevPtr, Driver, DriverError};
-use alloc_core::source::MemorySource;
 use parking_lot::Mutex;
+use poolside::source::MemorySource;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

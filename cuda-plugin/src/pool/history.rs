@@ -25,7 +25,7 @@
 use super::stream_pool::StreamPool;
 use super::{DevicePool, State};
 use crate::driver::DevPtr;
-use alloc_core::detached::PAGE;
+use poolside::detached::PAGE;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 /// Whether trace entries are recorded.

@@ -1,6 +1,6 @@
 //! One pool per device, thread-safe (one lock per device).
 //!
-//! - Requests up to 1 MiB go to the stream's small pool (`alloc_core::detached`, 2 MiB
+//! - Requests up to 1 MiB go to the stream's small pool (`poolside::detached`, 2 MiB
 //!   device pages, metadata on the host); larger ones, rounded as PyTorch rounds them, to
 //!   the stream's arena (best fit in its expandable segment, or in cuMemAlloc segments).
 //! - A block freed on its own stream is reusable on that stream at once; a block that
@@ -35,14 +35,14 @@ pub mod walk;
 
 use crate::config::PluginConfig;
 use crate::driver::{DevPtr, Driver, DriverError, StreamId};
-use alloc_core::size_class::MAX_SMALL;
-use alloc_core::stats::layout::DeviceSection;
 use budget::Budget;
 use expandable::MapError;
 use graph_pool::{GraphPools, Owner};
 use live::{Live, LiveMap};
 use parking_lot::Mutex;
 use pending::PendingFrees;
+use poolside::size_class::MAX_SMALL;
+use poolside::stats::layout::DeviceSection;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use stream_pool::StreamPool;

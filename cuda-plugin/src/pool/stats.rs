@@ -5,8 +5,8 @@
 
 use super::graph_pool::Owner;
 use super::{DevicePool, State};
-use alloc_core::stats::layout::{DeviceSection, Gauge};
-use alloc_core::stats::{seqlock, shm};
+use poolside::stats::layout::{DeviceSection, Gauge};
+use poolside::stats::{seqlock, shm};
 use std::time::{Duration, Instant};
 
 /// Least time between two questions to the driver about free device memory.

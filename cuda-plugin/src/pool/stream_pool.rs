@@ -14,7 +14,7 @@ use super::expandable::{Expandable, MapError};
 use super::graph_pool::Owner;
 use crate::config::PluginConfig;
 use crate::driver::{DevPtr, Driver, StreamId};
-use alloc_core::detached::DetachedPool;
+use poolside::detached::DetachedPool;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

@@ -18,7 +18,7 @@
 use super::graph_pool::Owner;
 use super::stream_pool::StreamPool;
 use super::DevicePool;
-use alloc_core::detached::PAGE;
+use poolside::detached::PAGE;
 use std::collections::BTreeMap;
 
 /// A block's state, by PyTorch's snapshot name.
