@@ -18,10 +18,38 @@ import pytest
 collect_ignore = ["fakes"]
 
 TESTS = Path(__file__).resolve().parent
-PYTHON_DIR = TESTS.parent
-REPO = PYTHON_DIR.parent
-HOOK_DIR = PYTHON_DIR / "hook"
+REPO = TESTS.parent.parent
 FAKE_TORCH = TESTS / "fakes"
+# The checkout's package and hook, for the tests of how a checkout is found.
+CHECKOUT_PYTHON_DIR = TESTS.parent
+CHECKOUT_HOOK_DIR = CHECKOUT_PYTHON_DIR / "hook"
+
+
+def _under_test():
+    """(directory holding the ``poolside`` package, hook directory) of the copy under test.
+
+    The checkout's by default. With ``POOLSIDE_TEST_PREFIX`` set to the prefix an installed
+    wheel went into (a venv: .ci/test runs the suite with that venv's Python), the installed
+    package (found as that interpreter imports it, which must be inside the prefix) and the
+    hook installed under ``<prefix>/share/poolside/python-hook``.
+    """
+    prefix = os.environ.get("POOLSIDE_TEST_PREFIX")
+    if not prefix:
+        return CHECKOUT_PYTHON_DIR, CHECKOUT_HOOK_DIR
+    import importlib.util
+
+    prefix = Path(prefix).resolve()
+    spec = importlib.util.find_spec("poolside")
+    origin = Path(spec.origin).resolve() if spec and spec.origin else None
+    if origin is None or prefix not in origin.parents:
+        raise RuntimeError(f"POOLSIDE_TEST_PREFIX={prefix}, but this Python imports poolside from {origin}")
+    hook = prefix / "share" / "poolside" / "python-hook"
+    if not (hook / "sitecustomize.py").is_file():
+        raise RuntimeError(f"POOLSIDE_TEST_PREFIX={prefix} holds no installed hook ({hook})")
+    return origin.parent.parent, hook
+
+
+PYTHON_DIR, HOOK_DIR = _under_test()
 
 
 def clean_env(**extra):

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from conftest import FAKE_TORCH, HOOK_DIR, PYTHON_DIR, run_json, run_py
+from conftest import CHECKOUT_HOOK_DIR, CHECKOUT_PYTHON_DIR, FAKE_TORCH, HOOK_DIR, PYTHON_DIR, run_json, run_py
 
 STATE = textwrap.dedent("""\
     import json, sys
@@ -39,7 +39,7 @@ def test_stays_out_of_the_way_of_programs_without_torch(tmp_path):
 
 @pytest.mark.parametrize("first_import", ["import torch", "import torch.cuda.memory", "from torch import cuda"])
 def test_enables_right_after_torch_import(fake_lib, first_import):
-    # PYTHON_DIR: the checkout's package, not whatever copy pip installed earlier.
+    # PYTHON_DIR: the copy under test, not whatever copy pip installed earlier.
     got = run_json(first_import + "\n" + STATE, [HOOK_DIR, FAKE_TORCH, PYTHON_DIR], POOLSIDE_CUDA_LIB=fake_lib)
     assert got["swaps"] == 1 and got["after"] is True
     assert got["path"] == str(fake_lib)
@@ -107,5 +107,5 @@ def test_finds_the_package_without_pip_install(tmp_path, fake_lib):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
     venv_python = str(tmp_path / "venv" / "bin" / "python")
     code = "import torch, json, poolside, torch.cuda.memory as m; print(json.dumps([poolside.__file__, m.swaps]))"
-    where, swaps = run_json(code, [HOOK_DIR, FAKE_TORCH], python=venv_python, POOLSIDE_CUDA_LIB=fake_lib)
-    assert os.path.realpath(where).startswith(str(PYTHON_DIR) + os.sep) and swaps == 1
+    where, swaps = run_json(code, [CHECKOUT_HOOK_DIR, FAKE_TORCH], python=venv_python, POOLSIDE_CUDA_LIB=fake_lib)
+    assert os.path.realpath(where).startswith(str(CHECKOUT_PYTHON_DIR) + os.sep) and swaps == 1
