@@ -17,8 +17,6 @@ runs=${1:-5}
 scale=${BENCH_SCALE:-1}
 target=${CARGO_TARGET_DIR:-target}
 out=${OUT:-$target/bench-preload.md}
-multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-libdir=/usr/lib/$multiarch
 
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 
@@ -34,18 +32,7 @@ for p in "${programs[@]}"; do
   gcc -O2 -pthread -Wall -Wextra -Werror benches/c/$p.c -o "$build/$p"
 done
 
-# name|library ("" = none)
-allocators=("glibc|" "poolside|$POOLSIDE_LIB" "mimalloc|$libdir/libmimalloc.so.2"
-            "jemalloc|$libdir/libjemalloc.so.2" "tcmalloc|$libdir/libtcmalloc_minimal.so.4")
-present=()
-for a in "${allocators[@]}"; do
-  lib=${a#*|}
-  if [ -n "$lib" ] && [ ! -e "$lib" ]; then
-    echo "skipping ${a%%|*}: $lib not found (see the packages listed at the top)" >&2
-  else
-    present+=("$a")
-  fi
-done
+source benches/peers.sh
 
 # Scaled arguments of each benchmark (work is linear in the scaled number).
 s() { awk -v v="$1" -v f="$scale" 'BEGIN { n = int(v * f); print (n < 1 ? 1 : n) }'; }
@@ -54,8 +41,6 @@ args_prodcons="2 $(s 4000000)"
 args_false_sharing="2 $(s 2000) 20000 8"
 args_churn="2 $(s 6000000) 20000"
 args_big_buffers="$(s 2000) 2"
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A time_of rss_of
 for p in "${programs[@]}"; do

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# LD_PRELOAD across programs other people wrote: CPython (its own test suite, and a json
+# round trip, also with PYTHONMALLOC=malloc so that every object goes through malloc),
+# sqlite3, GNU sort, perl, g++ (the driver, cc1plus and as, all preloaded), and
+# cache-scratch, a classic allocator benchmark written from its published description
+# (benches/c/cache_scratch.c). Inputs are made by benches/suite/make_inputs.py, the same
+# bytes every time. Allocators: glibc, libpoolside.so, mimalloc, jemalloc, tcmalloc
+# (benches/peers.sh), alternating: each round runs every program under every allocator.
+#
+# Prints, and writes to $OUT (default target/bench-preload-suite.md): median wall time,
+# CPU time (user + sys) and peak RSS of RUNS rounds (default 5), poolside's ratios to
+# mimalloc and to the best peer, and the geomeans.
+#
+# Usage: benches/preload_suite.sh [RUNS]   env: POOLSIDE_LIB, OUT, BENCH_SCALE (default 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+scale=${BENCH_SCALE:-1}
+target=${CARGO_TARGET_DIR:-target}
+out=${OUT:-$target/bench-preload-suite.md}
+[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
+for tool in python3 sqlite3 sort perl g++; do
+  command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
+done
+if [ -z "${POOLSIDE_LIB:-}" ]; then
+  cargo build --release --quiet -p poolside-capi
+  POOLSIDE_LIB=$(realpath "$target/release/libpoolside.so")
+fi
+source benches/peers.sh
+
+work=$(realpath -m "$target/bench-preload-suite")
+mkdir -p "$work"
+python3 benches/suite/make_inputs.py "$work" "$scale"
+gcc -O2 -pthread -Wall -Wextra -Werror benches/c/cache_scratch.c -o "$work/cache_scratch"
+reps=$(awk -v f="$scale" 'BEGIN { n = int(200000000 * f); print (n < 1000 ? 1000 : n) }')
+
+# name|command (run in $work; the environment variable assignments before the program
+# apply to it alone)
+programs=(
+  "cpython_tests|python3 -m test -q test_json test_re"
+  "cpython_json|python3 json_work.py"
+  "cpython_json_malloc|env PYTHONMALLOC=malloc python3 json_work.py"
+  "sqlite3|sqlite3 :memory: .read\ load.sql"
+  "sort|sort -o sorted.txt words.txt"
+  "perl|perl -ne 'for (split) { \$c{\$_}++ } END { my @k = sort { \$c{\$b} <=> \$c{\$a} || \$a cmp \$b } keys %c; print scalar(@k), qq(\n) }' words.txt"
+  "g++|g++ -O2 -std=c++17 -c templates.cpp -o templates.o"
+  "cache_scratch|./cache_scratch 2 1000 8 $reps"
+)
+
+declare -A wall cpu rss
+for ((r = 0; r < runs; r++)); do
+  for p in "${programs[@]}"; do
+    name=${p%%|*} cmd=${p#*|}
+    for a in "${present[@]}"; do
+      alloc=${a%%|*} lib=${a#*|}
+      # %e wall s, %U + %S CPU s, %M peak RSS KiB of the program (and of its children,
+      # for g++: GNU time reports the largest).
+      if ! (cd "$work" && eval "/usr/bin/time -o time.txt -f '%e %U %S %M' env ${lib:+LD_PRELOAD=$lib} $cmd" \
+            >/dev/null 2>err.txt); then
+        echo "$name under $alloc failed:" >&2; cat "$work/err.txt" >&2; exit 1
+      fi
+      read -r e u s m < <(tail -1 "$work/time.txt")
+      wall[$name,$alloc]+="$e "
+      cpu[$name,$alloc]+="$(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') "
+      rss[$name,$alloc]+="$m "
+    done
+  done
+  echo "round $((r + 1)) of $runs done" >&2
+done
+
+med() { tr ' ' '\n' | grep . | median; }
+{
+  echo "Median of $runs alternating rounds (scale $scale) on $(nproc) CPUs. Wall and CPU"
+  echo "(user + sys) time in seconds, peak RSS in MiB."
+  echo
+  header="| program |" sep="|---|"
+  for a in "${present[@]}"; do header+=" ${a%%|*} wall / CPU / RSS |"; sep+="---:|"; done
+  echo "$header poolside / mimalloc wall | poolside / mimalloc CPU | poolside / best peer wall | poolside / best peer CPU | poolside / mimalloc RSS |"
+  echo "$sep---:|---:|---:|---:|---:|"
+  ratios=()
+  for p in "${programs[@]}"; do
+    name=${p%%|*}
+    row="| $name |"
+    best="" best_cpu=""
+    for a in "${present[@]}"; do
+      alloc=${a%%|*}
+      w=$(med <<<"${wall[$name,$alloc]}") c=$(med <<<"${cpu[$name,$alloc]}") m=$(med <<<"${rss[$name,$alloc]}")
+      row+=$(awk -v w="$w" -v c="$c" -v m="$m" 'BEGIN { printf " %.2f / %.2f / %.1f |", w, c, m / 1024 }')
+      declare "w_$alloc=$w" "c_$alloc=$c" "m_$alloc=$m"
+      if [ "$alloc" != poolside ]; then
+        best=$(awk -v b="$best" -v w="$w" 'BEGIN { print ((b == "" || w < b) ? w : b) }')
+        best_cpu=$(awk -v b="$best_cpu" -v w="$c" 'BEGIN { print ((b == "" || w < b) ? w : b) }')
+      fi
+    done
+    vs_mi=$(awk -v a="${w_poolside:-0}" -v b="${w_mimalloc:-0}" 'BEGIN { print (b > 0 ? a / b : 0) }')
+    vs_mi_cpu=$(awk -v a="${c_poolside:-0}" -v b="${c_mimalloc:-0}" 'BEGIN { print (b > 0 ? a / b : 0) }')
+    vs_best=$(awk -v a="${w_poolside:-0}" -v b="$best" 'BEGIN { print (b > 0 ? a / b : 0) }')
+    vs_best_cpu=$(awk -v a="${c_poolside:-0}" -v b="$best_cpu" 'BEGIN { print (b > 0 ? a / b : 0) }')
+    rss_mi=$(awk -v a="${m_poolside:-0}" -v b="${m_mimalloc:-0}" 'BEGIN { print (b > 0 ? a / b : 0) }')
+    ratios+=("$vs_mi $vs_best $rss_mi $vs_mi_cpu $vs_best_cpu")
+    echo "$row $(printf '%.2f | %.2f | %.2f | %.2f | %.2f |' "$vs_mi" "$vs_mi_cpu" "$vs_best" "$vs_best_cpu" "$rss_mi")"
+  done
+  # A ratio of 0 (a time too short to measure at a small BENCH_SCALE) leaves the geomeans.
+  printf '%s\n' "${ratios[@]}" | awk '
+    function g(i) { if ($i > 0) { sum[i] += log($i); cnt[i]++ } }
+    { g(1); g(3); g(4); b = ($2 > b) ? $2 : b; bc = ($5 > bc) ? $5 : bc }
+    END { printf "\nGeomean poolside / mimalloc: wall %.3f, CPU %.3f, peak RSS %.3f. Largest poolside / best peer: wall %.2f, CPU %.2f.\n",
+          exp(sum[1] / cnt[1]), exp(sum[4] / cnt[4]), exp(sum[3] / cnt[3]), b, bc }'
+} | tee "$out"
+echo "written to $out" >&2
