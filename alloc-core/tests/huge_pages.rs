@@ -1,6 +1,7 @@
 //! Host segments and transparent huge pages, as the running kernel sees them: the VMA
 //! holding a block is eligible for huge pages (`THPeligible` in /proc/self/smaps) exactly
-//! when the `huge_pages` setting and the kernel's mode make it so. Each setting runs in a
+//! when the `huge_pages` setting and the kernel's mode make it so, and under `auto` only
+//! once the pool has grown past a few MiB. Each setting runs in a
 //! child process (this test binary again), since the engine reads its configuration once.
 
 use std::process::Command;
@@ -55,10 +56,15 @@ fn child_reports_thp_eligibility() {
     assert!(!p.is_null());
     // SAFETY: p holds 256 KiB.
     unsafe { p.write_bytes(1, 256 << 10) };
-    match thp_eligible(p as usize) {
-        Some(e) => println!("THPeligible={e}"),
-        None => println!("THPeligible=unknown"),
-    }
+    let report = |when: &str| match thp_eligible(p as usize) {
+        Some(e) => println!("THPeligible_{when}={e}"),
+        None => println!("THPeligible_{when}=unknown"),
+    };
+    report("small");
+    // The pool grows past a few MiB (large blocks from the segments, not huge mappings).
+    let grown: Vec<*mut u8> = (0..12).map(|_| poolside::alloc(1 << 20, 8)).collect();
+    assert!(grown.iter().all(|b| !b.is_null()));
+    report("grown");
 }
 
 #[test]
@@ -77,23 +83,37 @@ fn segments_follow_the_kernel_mode_and_the_setting() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{setting}: {stdout}");
-        let seen = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("THPeligible="))
-            .unwrap_or_else(|| panic!("{setting}: no report in {stdout}"));
-        if seen == "unknown" {
+        let seen = |when: &str| {
+            let key = format!("THPeligible_{when}=");
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .unwrap_or_else(|| panic!("{setting}: no {key} report in {stdout}"))
+                .to_string()
+        };
+        let seen = (seen("small"), seen("grown"));
+        if seen.0 == "unknown" {
             println!("skipped: this kernel's smaps has no THPeligible field");
             return;
         }
         let want = match (setting, mode.as_str()) {
-            (_, "never") => "0",
-            ("never", _) => "0",
-            // auto: advised in mode madvise, the kernel's own choice in mode always;
-            // always: advised in both.
-            (_, "madvise" | "always") => "1",
+            (_, "never") => ("0", "0"),
+            ("never", _) => ("0", "0"),
+            // auto in mode madvise: advised once the pool holds a few MiB, the small
+            // pool's segment included; in mode always, the kernel's own choice.
+            ("auto", "madvise") => ("0", "1"),
+            // always: advised from the first segment on.
+            (_, "madvise" | "always") => ("1", "1"),
             (_, m) => panic!("unexpected THP mode {m}"),
         };
-        println!("mode {mode}, huge_pages:{setting}: THPeligible {seen}");
-        assert_eq!(seen, want, "mode {mode}, huge_pages:{setting}");
+        println!(
+            "mode {mode}, huge_pages:{setting}: THPeligible small {}, grown {}",
+            seen.0, seen.1
+        );
+        assert_eq!(
+            (seen.0.as_str(), seen.1.as_str()),
+            want,
+            "mode {mode}, huge_pages:{setting}"
+        );
     }
 }

@@ -42,6 +42,8 @@ pub struct Arena {
     /// Transparent huge pages: the advice new segments get, and whether purges keep whole
     /// huge pages (set at init from `huge_pages` and the kernel's mode).
     pub thp: Thp,
+    /// A deferred advice ([`Thp::deferred`]) has been given: every segment has it.
+    thp_given: bool,
 }
 
 // SAFETY: the raw pointers are only followed under the arena lock.
@@ -55,6 +57,11 @@ const DIRTY_MIN: usize = 32 << 20;
 /// delay returned the segment's whole free huge pages: splitting a huge page for them pays
 /// only once the program has stopped freeing into the segment for this long.
 const SPLIT_DELAY_MS: u64 = 1000;
+
+/// Bytes of spans and large blocks in use beyond which a deferred huge-page advice
+/// ([`Thp::deferred`]) is given: a program that never holds more stays in 4 KiB pages
+/// (at most this much of it faulted in 4 KiB pages, 1,024 faults, before huge pages).
+const THP_AFTER: usize = 4 << 20;
 
 /// Length of a window of the live peak the dirty cap follows: a drop of live data is
 /// remembered for one to two windows.
@@ -76,6 +83,7 @@ pub static ARENA: SpinLock<Arena> = SpinLock::new(Arena {
     live_peak: [0; 2],
     window_end: 0,
     thp: Thp::OFF,
+    thp_given: false,
 });
 
 /// A span handed out by the arena.
@@ -128,7 +136,7 @@ impl Arena {
         let clean = s.take(first, units);
         self.dirty -= (units - clean) * UNIT_SIZE;
         self.reserved += clean * UNIT_SIZE;
-        self.peak_reserved = self.peak_reserved.max(self.reserved);
+        self.grew();
         self.note_live(sys::now_ms());
         let page: *mut Page = &mut s.pages[first];
         // SAFETY: page is the span head in live metadata.
@@ -187,7 +195,7 @@ impl Arena {
         let clean = s.take(first + old, units - old);
         self.dirty -= (units - old - clean) * UNIT_SIZE;
         self.reserved += clean * UNIT_SIZE;
-        self.peak_reserved = self.peak_reserved.max(self.reserved);
+        self.grew();
         self.note_live(sys::now_ms());
         self.publish();
         true
@@ -196,8 +204,10 @@ impl Arena {
     fn new_segment(&mut self) -> Option<*mut Segment> {
         // Aligned to its size, so its 2 MiB chunks can each be one huge page.
         let base = os::OS.reserve(SEGMENT_SIZE, SEGMENT_SIZE)?;
-        // SAFETY: the reservation was just made by the OS source.
-        unsafe { os::advise_huge(base.as_ptr(), SEGMENT_SIZE, self.thp.advice) };
+        if !self.thp.deferred || self.thp_given {
+            // SAFETY: the reservation was just made by the OS source.
+            unsafe { os::advise_huge(base.as_ptr(), SEGMENT_SIZE, self.thp.advice) };
+        }
         let meta = match os::map(core::mem::size_of::<Segment>()) {
             Some(m) => m.as_ptr() as *mut Segment,
             None => {
@@ -218,6 +228,29 @@ impl Arena {
         self.segment_count += 1;
         self.mapped += SEGMENT_SIZE;
         Some(meta)
+    }
+
+    /// After `reserved` grew: the peak, and a deferred huge-page advice once it is due.
+    fn grew(&mut self) {
+        self.peak_reserved = self.peak_reserved.max(self.reserved);
+        if self.thp.deferred && !self.thp_given && self.reserved > THP_AFTER {
+            self.thp_given = true;
+            self.advise_existing();
+        }
+    }
+
+    /// Gives the huge-page advice to every segment, once (a pool that shrinks back keeps
+    /// it: the advice is not worth flapping).
+    fn advise_existing(&mut self) {
+        let mut seg = self.segments;
+        while !seg.is_null() {
+            // SAFETY: seg is live segment metadata in the list, under the arena lock; its
+            // base is its own reservation, and the advice never changes contents.
+            unsafe {
+                os::advise_huge((*seg).base as *mut u8, SEGMENT_SIZE, self.thp.advice);
+                seg = (*seg).next;
+            }
+        }
     }
 
     fn release_segment(&mut self, seg: *mut Segment) {
