@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -130,28 +130,7 @@ fn built_beside_poolside(name: &str) -> Option<PathBuf> {
 }
 
 fn scrape(dir: &Path) -> String {
-    let mut server = poolside()
-        .args(["export", "--listen", "127.0.0.1:0", "--stats-dir"])
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("poolside export: serving http://")
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp).unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    let (head, body) = Export::start(dir).scrape_once();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_string()
 }

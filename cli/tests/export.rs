@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use prometheus_parse::{Scrape, Value};
-use std::io::{BufRead, BufReader, Read, Write};
 
 fn value(scrape: &Scrape, name: &str, device: &str) -> Option<f64> {
     scrape
@@ -39,29 +38,8 @@ fn serves_parseable_metrics_with_the_files_numbers() {
     let p = write(&dir, me, bytes(&f));
     let _keep = Mapped::new(&p);
 
-    let mut server = poolside()
-        .args(["export", "--listen", "127.0.0.1:0", "--stats-dir"])
-        .arg(&dir)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("poolside export: serving http://")
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp).unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    let (head, body) = Export::start(&dir).scrape_once();
 
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     let scrape = Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();

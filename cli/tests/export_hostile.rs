@@ -8,10 +8,10 @@ mod common;
 
 use common::*;
 use poolside_cli::export::server::{HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,21 +32,11 @@ impl Exporter {
         let dir = temp_dir(tag);
         let me = std::process::id();
         let file = Mapped::new(&write(&dir, me, bytes(&stats_file(me))));
-        let mut child = poolside()
-            .args(["export", "--listen", "127.0.0.1:0", "--stats-dir"])
-            .arg(&dir)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("poolside export: serving http://")
-            .and_then(|s| s.strip_suffix("/metrics"))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let Export {
+            child,
+            addr,
+            stderr: mut err,
+        } = Export::start(&dir);
         // Keep draining stderr so that the exporter never blocks on a full pipe.
         thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
         Exporter {

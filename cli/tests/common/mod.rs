@@ -137,3 +137,54 @@ pub fn stat_in(dir: &Path, extra: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// A running `poolside export` on a free loopback port.
+pub struct Export {
+    pub child: std::process::Child,
+    /// `host:port` it serves on, from its first stderr line.
+    pub addr: String,
+    /// The rest of its stderr.
+    pub stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Export {
+    /// Starts `poolside export --listen 127.0.0.1:0 --stats-dir DIR` and reads the address
+    /// it announces.
+    pub fn start(dir: &Path) -> Export {
+        use std::io::BufRead;
+        let mut child = poolside()
+            .args(["export", "--listen", "127.0.0.1:0", "--stats-dir"])
+            .arg(dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("poolside export: serving http://")
+            .and_then(|s| s.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Export {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// One `GET /metrics` on a fresh connection, then stops the exporter: the response's
+    /// head and body.
+    pub fn scrape_once(mut self) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        conn.read_to_string(&mut resp).unwrap();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        (head.to_string(), body.to_string())
+    }
+}
