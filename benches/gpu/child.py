@@ -79,6 +79,27 @@ def allocator_stats(torch, allocator):
         return None, None
 
 
+def fraction_honoured(torch, fraction):
+    """Whether the allocator keeps to ``set_per_process_memory_fraction(fraction)``: a block
+    of half the cap fits, and one of the cap plus 256 MiB is refused with an OOM. None when
+    the device has too little free memory to tell (the larger block would fail anyway)."""
+    free, total = torch.cuda.mem_get_info(0)
+    cap = int(fraction * total)
+    over = cap + (256 << 20)
+    if over >= free:
+        return None
+    half = torch.empty(cap // 2, dtype=torch.uint8, device="cuda")
+    del half
+    try:
+        block = torch.empty(over, dtype=torch.uint8, device="cuda")
+    except Exception as exc:  # noqa: BLE001
+        if is_oom(exc):
+            return True
+        raise
+    del block
+    return False
+
+
 def run(args):
     import torch
 
@@ -92,6 +113,10 @@ def run(args):
 
     device = torch.device("cuda", 0)
     torch.cuda.synchronize()  # creates the context, so the baseline includes it
+    if args.memory_fraction:
+        torch.cuda.set_per_process_memory_fraction(args.memory_fraction, 0)
+        if args.check_fraction:
+            return {"fraction_honoured": fraction_honoured(torch, args.memory_fraction)}
     peak = DriverPeak(torch)
     times, result = [], {"oom": False}
     try:
@@ -124,6 +149,10 @@ def main():
     p.add_argument("--warmup", type=int, default=0)
     p.add_argument("--probe", action="store_true", help="only check that every shape fits")
     p.add_argument("--poolside-lib", default=None)
+    p.add_argument("--memory-fraction", type=float, default=None,
+                   help="torch.cuda.set_per_process_memory_fraction(F) before the workload")
+    p.add_argument("--check-fraction", action="store_true",
+                   help="only check that the allocator keeps to --memory-fraction")
     args = p.parse_args()
     print("RESULT " + json.dumps(run(args)), flush=True)
 

@@ -18,10 +18,13 @@
 # It exits non-zero if any part failed.
 #
 # compare.py over all workloads, allocators and the largest-batch search takes longer than
-# one command may run, so run it in slices, for example:
+# one command may run, so run it in slices. Step times and peaks: 3 alternating runs per
+# allocator (issue 14), one workload per command:
 #   bash benches/gpu/run.sh compare --workloads gpt --no-oom-search
-#   bash benches/gpu/run.sh compare --workloads gpt --allocators native expandable
-#   bash benches/gpu/run.sh compare --workloads gpt --allocators cudaMallocAsync poolside
+#   bash benches/gpu/run.sh compare --workloads generate --no-oom-search
+# The largest batch, under a memory cap that keeps each probe small (checked first for every
+# allocator; 0.05 of an 80 GiB H100 is 4 GiB), one timed run:
+#   bash benches/gpu/run.sh compare --workloads gpt generate --repeats 1 --memory-fraction 0.05
 #
 # From a session with the device tool: build here first
 #   cargo build --release -p poolside-cuda -p poolside-cli
