@@ -77,7 +77,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if counted {
-                cached += p.small.idle_bytes() as u64 + c;
+                cached += c;
             }
         }
         let s = &mut st.stats;
@@ -233,7 +233,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if !st.graph.keeps(p.owner) {
-                cached += c + p.small.idle_bytes() as u64;
+                cached += c;
             }
         }
         let s = &st.stats;
@@ -270,7 +270,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if !st.graph.keeps(p.owner) {
-                cached += c + p.small.idle_bytes() as u64;
+                cached += c;
             }
         }
         (cached, largest)
