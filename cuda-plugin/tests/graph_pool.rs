@@ -17,7 +17,7 @@ use std::sync::Arc;
 const MIB: usize = 1 << 20;
 const CAPTURE: u64 = 0x7000;
 const OTHER: u64 = 0x8000;
-/// Sizes a graph uses: small-pool blocks and large blocks.
+/// Sizes a graph uses: small blocks (up to 1 MiB) and large blocks.
 const SIZES: [usize; 6] = [512, 3000, 200_000, 2 * MIB + 4096, 12 * MIB, 700 * 1024];
 
 const CONFS: [&str; 2] = ["", "expandable_segments:false"];
@@ -250,7 +250,7 @@ fn a_freed_pools_stream_pools_serve_the_next_private_pool() {
         assert_eq!(pool.stats().private_pool_bytes.current, 0);
     }
     // One reservation for the one stream pool the four pools took in turn (expandable
-    // mode: the large arena's reservation; the small pool reserves only when used).
+    // mode: the stream's arena's reservation, small blocks included).
     assert_eq!(driver.calls(SimCall::Reserve), 1);
     pool.check().unwrap();
 }

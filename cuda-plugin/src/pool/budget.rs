@@ -3,7 +3,7 @@
 //! Every byte the pool gets from the driver (mapped pages, cuMemAlloc segments) is added
 //! here before the driver call and removed when given back, so `reserved` is exactly the
 //! pool's device memory. Only the device's pool lock holder changes it; atomics make it
-//! shareable with the small pools' memory sources.
+//! readable without the lock (statistics).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

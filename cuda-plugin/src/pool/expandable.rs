@@ -14,10 +14,16 @@
 //! block, so only a block's first and last pages can be shared, and `pins` counts the
 //! blocks touching a page at those pages only (0 elsewhere). An active block lies on
 //! mapped pages, so the pages a block leaves are all mapped.
+//!
+//! `version` changes with every change to `pins` or the runs, so the figures with one
+//! block aside (`figures_with_aside`, read at every publish while a freed block waits for
+//! an exact-size reuse) are computed once per state, not once per free: an alloc + free
+//! pair of one size leaves the same state each time.
 
 use super::budget::Budget;
 use super::stream_pool::RECENT_MAX;
 use crate::driver::{DevPtr, Driver, DriverError};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why pages could not be mapped.
@@ -45,6 +51,14 @@ pub struct Expandable {
     by_len: BTreeSet<(usize, usize)>,
     /// Pages that are mapped and pinned by no block.
     idle_pages: usize,
+    /// Length of the longest idle run (the last of `by_len`), so that reading it at every
+    /// publish costs a load, not a walk down the tree.
+    longest: usize,
+    /// Bumped by every change to `pins`, the runs or `idle_pages` (never 0).
+    version: u64,
+    /// `figures_with_aside` of one block: (version, addr, len, idle bytes, largest idle);
+    /// version 0 when unset.
+    memo: Cell<(u64, DevPtr, u64, u64, u64)>,
 }
 
 impl Expandable {
@@ -69,11 +83,15 @@ impl Expandable {
             runs: BTreeMap::new(),
             by_len: BTreeSet::new(),
             idle_pages: 0,
+            longest: 0,
+            version: 1,
+            memo: Cell::new((0, 0, 0, 0, 0)),
         })
     }
 
     /// Removes pages `[from, to)` from the idle runs; they are touched now.
     fn idle_off_range(&mut self, from: usize, to: usize) {
+        self.version += 1;
         // The run that starts before `from` and reaches into the range, then every run
         // starting inside it.
         let mut at = from;
@@ -98,10 +116,12 @@ impl Expandable {
             }
             at = to.min(s + l);
         }
+        self.longest = self.by_len.last().map_or(0, |&(l, _)| l);
     }
 
     /// Adds pages `[from, to)`, mapped and touched by nothing, to the idle runs.
     fn idle_on_range(&mut self, from: usize, to: usize) {
+        self.version += 1;
         if from >= to {
             return;
         }
@@ -120,6 +140,7 @@ impl Expandable {
         self.runs.insert(start, end - start);
         self.by_len.insert((end - start, start));
         self.idle_pages += to - from;
+        self.longest = self.longest.max(end - start);
     }
 
     /// An active block now lies on `[addr, addr + len)`: its pages are not idle.
@@ -136,6 +157,7 @@ impl Expandable {
     /// mapped): its pages touched by no other block become idle.
     pub fn unpin(&mut self, addr: DevPtr, len: u64) {
         let r = self.pages_of(addr, len);
+        self.version += 1;
         self.pins[r.start] -= 1;
         if r.end - 1 != r.start {
             self.pins[r.end - 1] -= 1;
@@ -149,6 +171,7 @@ impl Expandable {
     /// `unpin`, but only the pages still mapped become idle. O(pages), on failure only.
     pub fn unpin_failed(&mut self, addr: DevPtr, len: u64) {
         let r = self.pages_of(addr, len);
+        self.version += 1;
         self.pins[r.start] -= 1;
         if r.end - 1 != r.start {
             self.pins[r.end - 1] -= 1;
@@ -167,9 +190,7 @@ impl Expandable {
 
     /// The longest run of idle pages, in bytes.
     pub fn largest_idle(&self) -> u64 {
-        self.by_len
-            .last()
-            .map_or(0, |&(l, _)| (l * self.page) as u64)
+        (self.longest * self.page) as u64
     }
 
     /// `(idle_bytes, largest_idle)` as if the blocks in `aside` (at most
@@ -180,6 +201,20 @@ impl Expandable {
     /// merged with each other and with the runs they touch. O(k^2 + k log n) for k
     /// blocks, no allocation.
     pub fn figures_with_aside(&self, aside: &[(DevPtr, u64)]) -> (u64, u64) {
+        if let [(a, l)] = *aside {
+            let (v, ma, ml, idle, largest) = self.memo.get();
+            if (v, ma, ml) == (self.version, a, l) {
+                return (idle, largest);
+            }
+            let (idle, largest) = self.compute_with_aside(aside);
+            self.memo.set((self.version, a, l, idle, largest));
+            return (idle, largest);
+        }
+        self.compute_with_aside(aside)
+    }
+
+    /// `figures_with_aside`, computed.
+    fn compute_with_aside(&self, aside: &[(DevPtr, u64)]) -> (u64, u64) {
         let aside = &aside[..aside.len().min(RECENT_MAX)];
         // Blocks of `aside` pinned at page `p` (each counted once, as `pin` counts).
         let aside_at = |p: usize| {
@@ -207,7 +242,7 @@ impl Expandable {
         }
         let iv = &mut iv[..n];
         iv.sort_unstable();
-        let (mut idle, mut largest) = (self.idle_pages, self.by_len.last().map_or(0, |&(l, _)| l));
+        let (mut idle, mut largest) = (self.idle_pages, self.longest);
         // Sweep: `cur` is the merged aside interval, `ext` it grown by adjacent runs.
         let mut cur: Option<(usize, usize)> = None;
         let mut ext: Option<(usize, usize)> = None;

@@ -31,7 +31,6 @@
 //! finds it.
 
 use super::live::Live;
-use super::stream_pool::StreamPool;
 use super::{AllocError, DevicePool, State};
 use crate::driver::{DevPtr, Driver, StreamId};
 
@@ -220,17 +219,6 @@ impl GraphPools {
         self.pools.retain(|p| p.use_count > 0 || p.blocks > 0);
         done
     }
-}
-
-/// Bytes of device memory one stream pool holds (as `DevicePool::check` counts them).
-pub fn stream_pool_reserved(p: &StreamPool, expandable: bool) -> u64 {
-    let small = p.small.stats();
-    let small = if expandable {
-        small.committed_bytes
-    } else {
-        small.reserved_address_bytes
-    } as u64;
-    small + p.large_reserved() + p.small.source().stuck_bytes()
 }
 
 /// Exchanges the calling thread's stream-capture mode for relaxed while it lives (see the

@@ -6,10 +6,10 @@
 //! - `alloc`, `free_requested`, `free_completed`: a block's address and its *requested*
 //!   bytes; `free_requested` when the caller frees it, `free_completed` when the pool can
 //!   hand it out again (at once, or after the events of `record_stream` completed);
-//! - `segment_alloc` / `segment_free`: a cuMemAlloc segment (large pool) or small-pool
-//!   chunk made or freed, its address and size;
-//! - `segment_map` / `segment_unmap`: pages mapped or unmapped (expandable segments and
-//!   the small pool in virtual-memory mode), one entry per contiguous run;
+//! - `segment_alloc` / `segment_free`: a cuMemAlloc segment made or freed, its address and
+//!   size;
+//! - `segment_map` / `segment_unmap`: pages of an expandable segment mapped or unmapped,
+//!   one entry per contiguous run;
 //! - `oom`: `addr` holds the free device memory the driver reported, `size` the request.
 //!   The stream of an `oom` entry is 0 (the pool does not keep it past the failed tries).
 //!
@@ -25,7 +25,6 @@
 use super::stream_pool::StreamPool;
 use super::{DevicePool, State};
 use crate::driver::DevPtr;
-use poolside::detached::PAGE;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 /// Whether trace entries are recorded.
@@ -218,11 +217,10 @@ impl DevicePool {
         idx: usize,
         ptr: DevPtr,
         requested: u64,
-        small: bool,
         fresh: bool,
     ) {
         if recording() {
-            self.trace_alloc_slow(st, idx, ptr, requested, small, fresh);
+            self.trace_alloc_slow(st, idx, ptr, requested, fresh);
         }
     }
 
@@ -234,23 +232,13 @@ impl DevicePool {
         idx: usize,
         ptr: DevPtr,
         requested: u64,
-        small: bool,
         fresh: bool,
     ) {
         let pool = &st.streams[idx];
         let stream = pool.stream;
         let ring = &mut st.history;
         if fresh {
-            if small {
-                if let Some(page) = pool.small.page_of(ptr as *const u8) {
-                    let action = if self.expandable {
-                        Action::SegmentMap
-                    } else {
-                        Action::SegmentAlloc
-                    };
-                    ring.record(action, page as u64, PAGE as u64, stream);
-                }
-            } else if let Some(seg) = &pool.seg {
+            if let Some(seg) = &pool.seg {
                 // One entry per contiguous run of newly mapped pages.
                 let page = seg.page as u64;
                 let mut runs: Vec<(u64, u64)> = Vec::new();
@@ -310,18 +298,10 @@ impl DevicePool {
         })
     }
 
-    /// Small-pool pages (or chunks), cuMemAlloc segments, and mapped pages of the
-    /// expandable segment that lie in free ranges (pages under used blocks are never
-    /// released), sorted by address.
+    /// cuMemAlloc segments, and mapped pages of the expandable segment that lie in free
+    /// ranges (pages under used blocks are never released), sorted by address.
     fn pieces(&self, pool: &StreamPool) -> Vec<Piece> {
         let mut out = Vec::new();
-        let small = if self.expandable {
-            Action::SegmentUnmap
-        } else {
-            Action::SegmentFree
-        };
-        pool.small
-            .for_each_committed_page(|p, _| out.push((p as u64, PAGE as u64, small)));
         if let Some(seg) = &pool.seg {
             let page = seg.page as u64;
             for (a, s) in pool.large.free_ranges() {

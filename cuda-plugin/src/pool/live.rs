@@ -13,14 +13,15 @@ pub struct Live {
     pub size: u64,
     /// Index of its stream pool.
     pub stream: u32,
-    /// Served by the small-block pool.
-    pub small: bool,
     /// Other streams that used it (record_stream); usually empty, so no allocation.
     pub uses: Vec<StreamId>,
 }
 
 /// Device addresses are 512-byte aligned and spread widely; a multiply mixes them well
-/// enough and costs one instruction (SipHash would be most of the fast path).
+/// enough and costs one instruction (SipHash would be most of the fast path). The map
+/// picks buckets by the hash's low bits, and the low bits of a product depend only on the
+/// low bits of the address: blocks at multiples of 2 MiB would share one bucket group.
+/// Rotating the product brings its well-mixed high half down (one more instruction).
 #[derive(Default)]
 pub struct AddrHasher(u64);
 
@@ -34,7 +35,7 @@ impl Hasher for AddrHasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (v >> 9).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (v >> 9).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32);
     }
 }
 

@@ -1,8 +1,9 @@
 //! One pool per device, thread-safe (one lock per device).
 //!
-//! - Requests up to 1 MiB go to the stream's small pool (`poolside::detached`, 2 MiB
-//!   device pages, metadata on the host); larger ones, rounded as PyTorch rounds them, to
-//!   the stream's arena (best fit in its expandable segment, or in cuMemAlloc segments).
+//! - Every request goes to the stream's arena (best fit in its expandable segment, or in
+//!   cuMemAlloc segments): requests up to 1 MiB rounded to 512 B, as PyTorch's small
+//!   pool rounds them, so small blocks of every size share device pages; larger ones
+//!   rounded as PyTorch rounds them.
 //! - A block freed on its own stream is reusable on that stream at once; a block that
 //!   `record_stream` marked as used elsewhere waits for events on those streams.
 //! - When memory runs out: release cached memory that can serve the request (after a
@@ -14,14 +15,12 @@
 //!   forbids (event queries, synchronizes) happens meanwhile.
 //!
 //! Invariants (checked by [`DevicePool::check`]): live blocks never overlap and are
-//! 512-byte aligned; every large block of an expandable segment lies on mapped pages;
-//! the budget's reserved bytes equal the small pools' committed pages plus the large
-//! pools' mapped pages or segments; the statistics equal the sums over live blocks; each
+//! 512-byte aligned; every block of an expandable segment lies on mapped pages;
+//! the budget's reserved bytes equal the stream pools' mapped pages or segments; the statistics equal the sums over live blocks; each
 //! private pool's block count is the number of its blocks.
 
 pub mod arena;
 pub mod budget;
-pub mod device_source;
 pub mod expandable;
 pub mod graph_filter;
 pub mod graph_pool;
@@ -41,9 +40,7 @@ use graph_pool::{GraphPools, Owner};
 use live::{Live, LiveMap};
 use parking_lot::Mutex;
 use pending::PendingFrees;
-use poolside::size_class::MAX_SMALL;
 use poolside::stats::layout::DeviceSection;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use stream_pool::StreamPool;
 
@@ -79,12 +76,11 @@ enum Attempt {
 
 struct State {
     budget: Arc<Budget>,
-    /// Boxed: a stream pool holds the small pool's chunk table (tens of KiB).
-    streams: Vec<Box<StreamPool>>,
+    streams: Vec<StreamPool>,
     live: LiveMap,
     pending: PendingFrees,
     stats: DeviceSection,
-    /// Device calls made by the large pools (the small pools count their own).
+    /// Device calls that allocated or freed device memory.
     large_allocs: u64,
     large_frees: u64,
     /// Frees of addresses the pool never handed out.
@@ -198,8 +194,8 @@ impl DevicePool {
                 Err(e) => return Err(AllocError::Driver(format!("poolside: {e}"))),
             }
         };
-        let rounded = if size <= MAX_SMALL {
-            size as u64
+        let rounded = if size as u64 <= stream_pool::SMALL_MAX {
+            size.div_ceil(512) as u64 * 512
         } else {
             match self.cfg.round_size(size) {
                 // A block larger than the device can never be served: refuse it before
@@ -267,38 +263,26 @@ impl DevicePool {
     /// One try at serving the request from stream pool `idx`.
     fn attempt(&self, st: &mut State, idx: usize, size: usize, rounded: u64) -> Attempt {
         let pool = &mut st.streams[idx];
-        let (ptr, block, small, fresh) = if size <= MAX_SMALL {
-            match pool.small.alloc(size) {
-                Some(b) => (b.ptr.as_ptr() as DevPtr, b.size as u64, true, b.fresh),
-                None => {
-                    return match pool.small.source().take_error() {
-                        Some(e) if !e.is_oom() => Attempt::Failed(e),
-                        _ => Attempt::NoMemory,
-                    }
+        let mapped_before = pool.seg.as_ref().map_or(0, |s| s.mapped_pages);
+        let (ptr, block, fresh) = match pool.alloc_large(
+            self.driver.as_ref(),
+            self.dev,
+            &st.budget,
+            &self.cfg,
+            rounded,
+        ) {
+            Ok(b) => {
+                if b.fresh {
+                    st.large_allocs += match &pool.seg {
+                        Some(s) => (s.mapped_pages - mapped_before) as u64,
+                        None => 1,
+                    };
                 }
+                (b.addr, b.size, b.fresh)
             }
-        } else {
-            let mapped_before = pool.seg.as_ref().map_or(0, |s| s.mapped_pages);
-            match pool.alloc_large(
-                self.driver.as_ref(),
-                self.dev,
-                &st.budget,
-                &self.cfg,
-                rounded,
-            ) {
-                Ok(b) => {
-                    if b.fresh {
-                        st.large_allocs += match &pool.seg {
-                            Some(s) => (s.mapped_pages - mapped_before) as u64,
-                            None => 1,
-                        };
-                    }
-                    (b.addr, b.size, false, b.fresh)
-                }
-                Err(MapError::Cap) => return Attempt::NoMemory,
-                Err(MapError::Driver(e)) if e.is_oom() => return Attempt::NoMemory,
-                Err(MapError::Driver(e)) => return Attempt::Failed(e),
-            }
+            Err(MapError::Cap) => return Attempt::NoMemory,
+            Err(MapError::Driver(e)) if e.is_oom() => return Attempt::NoMemory,
+            Err(MapError::Driver(e)) => return Attempt::Failed(e),
         };
         st.live.insert(
             ptr,
@@ -306,12 +290,11 @@ impl DevicePool {
                 requested: size as u64,
                 size: block,
                 stream: idx as u32,
-                small,
                 uses: Vec::new(),
             },
         );
         st.graph.on_alloc(st.streams[idx].owner);
-        self.trace_alloc(st, idx, ptr, size as u64, small, fresh);
+        self.trace_alloc(st, idx, ptr, size as u64, fresh);
         let s = &mut st.stats;
         stats::add(&mut s.requested_bytes, size as u64);
         stats::add(&mut s.allocated_bytes, block);
@@ -338,8 +321,8 @@ impl DevicePool {
         self.add_stream(st, stream)
     }
 
-    /// Makes `stream`'s pool. Out of line: the pool is large, and keeping it out of
-    /// `malloc`'s stack frame keeps the fast path free of stack probes.
+    /// Makes `stream`'s pool. Out of line: it is made once per stream, and keeping it out
+    /// of `malloc`'s stack frame keeps the fast path small.
     #[cold]
     #[inline(never)]
     fn add_stream(&self, st: &mut State, stream: StreamId) -> Result<usize, String> {
@@ -347,12 +330,11 @@ impl DevicePool {
             &self.driver,
             self.dev,
             stream,
-            &st.budget,
             self.expandable,
             self.granularity,
             self.reserve_bytes,
         )?;
-        st.streams.push(Box::new(p));
+        st.streams.push(p);
         Ok(st.streams.len() - 1)
     }
 
@@ -394,14 +376,7 @@ impl DevicePool {
     /// Puts a block back into its stream's pool and updates the counters.
     fn return_block(&self, st: &mut State, ptr: DevPtr, live: &Live) {
         Self::trace_free(st, ptr, live.requested, live.stream, true);
-        let pool = &mut st.streams[live.stream as usize];
-        if live.small {
-            if let Some(p) = std::ptr::NonNull::new(ptr as *mut u8) {
-                let _ = pool.small.free(p);
-            }
-        } else {
-            pool.free_large(ptr, live.size);
-        }
+        st.streams[live.stream as usize].free_large(ptr, live.size);
         st.stats.active_bytes.current -= live.size;
         st.graph.on_return(st.streams[live.stream as usize].owner);
         if st.graph.freeable {
@@ -455,12 +430,6 @@ impl DevicePool {
             return Some((ptr, l.size));
         }
         for pool in &st.streams {
-            if let Some((b, s)) = pool.small.block_of(ptr as *const u8) {
-                return st
-                    .live
-                    .contains_key(&(b as u64))
-                    .then_some((b as u64, s as u64));
-            }
             if let Some((a, r)) = pool.large.containing(ptr) {
                 if !r.free && st.live.contains_key(&a) {
                     return Some((a, r.size));
@@ -544,19 +513,13 @@ impl DevicePool {
     /// Refreshes the derived figures and copies them to the shared stats file.
     fn publish(&self, st: &mut State) {
         let reserved = st.budget.reserved();
-        let mut small_allocs = 0;
-        let mut small_frees = 0;
         let mut segments = 0;
         let mut private = 0;
         for p in &st.streams {
             if let Owner::Private(_) = p.owner {
-                private += graph_pool::stream_pool_reserved(p, self.expandable);
+                private += p.large_reserved();
             }
-            let src = p.small.source();
-            small_allocs += src.device_allocs.load(Relaxed);
-            small_frees += src.device_frees.load(Relaxed);
-            segments +=
-                p.small.stats().chunks as u64 + p.segments.len() as u64 + p.seg.is_some() as u64;
+            segments += p.segments.len() as u64 + p.seg.is_some() as u64;
         }
         let s = &mut st.stats;
         stats::set(&mut s.reserved_bytes, reserved);
@@ -565,8 +528,8 @@ impl DevicePool {
         // Every byte reserved is held from the driver, mapped pages or cuMemAlloc
         // segments alike.
         s.mapped_bytes = reserved;
-        s.device_allocs = small_allocs + st.large_allocs;
-        s.device_frees = small_frees + st.large_frees;
+        s.device_allocs = st.large_allocs;
+        s.device_frees = st.large_frees;
         self.refresh_free_memory(st, false);
         Self::refresh_figures(st);
         stats::publish(&st.stats);
@@ -593,12 +556,7 @@ impl DevicePool {
         }
         let mut committed = 0;
         for (i, pool) in st.streams.iter().enumerate() {
-            committed += if self.expandable {
-                pool.small.stats().committed_bytes as u64
-            } else {
-                pool.small.stats().reserved_address_bytes as u64
-            };
-            committed += pool.large_reserved() + pool.small.source().stuck_bytes();
+            committed += pool.large_reserved();
             for (a, r) in pool.large.ranges() {
                 if r.free || pool.recent.iter().any(|&(p, s)| p == a && s == r.size) {
                     continue;
@@ -611,7 +569,7 @@ impl DevicePool {
                 else {
                     return Err(format!("used range {a:#x} has no owner"));
                 };
-                if l.stream as usize != i || l.small || l.size != r.size {
+                if l.stream as usize != i || l.size != r.size {
                     return Err(format!("range {a:#x} disagrees with its block"));
                 }
                 if let Some(seg) = &pool.seg {

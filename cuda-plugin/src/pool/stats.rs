@@ -60,8 +60,7 @@ impl DevicePool {
 
     /// Sets the figures derived from the pool's structures: free, cached and fragmented
     /// bytes, and the largest free block. Each stream pool keeps its own up to date
-    /// (`StreamPool::figures`, the small pool's idle pages), so this
-    /// costs O(streams), whatever the pool holds. Call with `reserved_bytes` current.
+    /// (`StreamPool::figures`), so this costs O(streams), whatever the pool holds. Call with `reserved_bytes` current.
     pub(super) fn refresh_figures(st: &mut State) {
         let mut cached = 0;
         let mut largest = 0;
@@ -77,7 +76,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if counted {
-                cached += p.small.idle_bytes() as u64 + c;
+                cached += c;
             }
         }
         let s = &mut st.stats;
@@ -233,7 +232,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if !st.graph.keeps(p.owner) {
-                cached += c + p.small.idle_bytes() as u64;
+                cached += c;
             }
         }
         let s = &st.stats;
@@ -259,8 +258,7 @@ impl DevicePool {
 
 impl DevicePool {
     /// `(cached_bytes, largest_free_block)` computed the slow way, by walking every range
-    /// and page of the pool (the small pools' idle pages are their own count): what the
-    /// published figures must equal. For tests.
+    /// and page of the pool: what the published figures must equal. For tests.
     pub fn figures_by_walk(&self) -> (u64, u64) {
         let st = self.state.lock();
         let (mut cached, mut largest) = (0, 0);
@@ -270,7 +268,7 @@ impl DevicePool {
                 largest = largest.max(l);
             }
             if !st.graph.keeps(p.owner) {
-                cached += c + p.small.idle_bytes() as u64;
+                cached += c;
             }
         }
         (cached, largest)

@@ -2,11 +2,11 @@
 //! (`SegmentInfo` / `BlockInfo` of c10/cuda/CUDACachingAllocator).
 //!
 //! What a segment is here:
-//! - large pool, cuMemAlloc mode: one cuMemAlloc segment;
-//! - large pool, expandable segments: one contiguous run of mapped memory of the stream's
-//!   reservation (as PyTorch reports an expandable segment: one entry per mapped range);
-//! - small pool: one 2 MiB page in cuMemAlloc mode (each is its own cuMemAlloc), one run
-//!   of contiguous committed pages in virtual-memory mode.
+//! - cuMemAlloc mode: one cuMemAlloc segment; those of 2 MiB, made for blocks up to
+//!   1 MiB, are listed as PyTorch's small pool (`segment_type` "small");
+//! - expandable segments: one contiguous run of mapped memory of the stream's
+//!   reservation (as PyTorch reports an expandable segment: one entry per mapped range),
+//!   small and large blocks alike, since they share its pages; listed as "large".
 //!
 //! Blocks tile their segment in address order: the blocks handed out (`active_allocated`),
 //! the blocks freed but waiting on `record_stream` events or on the end of a CUDA graph
@@ -17,8 +17,8 @@
 
 use super::graph_pool::Owner;
 use super::stream_pool::StreamPool;
+use super::stream_pool::SMALL_BUFFER;
 use super::DevicePool;
-use poolside::detached::PAGE;
 use std::collections::BTreeMap;
 
 /// A block's state, by PyTorch's snapshot name.
@@ -57,7 +57,7 @@ pub struct SegmentInfo {
     pub total_size: u64,
     /// The stream (`cudaStream_t` value) whose pool holds it.
     pub stream: u64,
-    /// Large pool (blocks above 1 MiB) or small pool.
+    /// Large pool, or small pool (a 2 MiB cuMemAlloc segment for blocks up to 1 MiB).
     pub large: bool,
     pub expandable: bool,
     /// The CUDA graph private pool owning it, (0, 0) for the general pool.
@@ -141,7 +141,6 @@ impl DevicePool {
                 blocks: Vec::new(),
             };
             self.large_segments(pool, &owned, &new, &mut out);
-            self.small_segments(pool, &owned, &new, &mut out);
         }
         out
     }
@@ -167,7 +166,8 @@ impl DevicePool {
             if !continues {
                 out.extend(cur.take().map(|c| c.0));
             }
-            let (c, _) = cur.get_or_insert_with(|| (new(addr, true), seg));
+            let small = pool.seg.is_none() && pool.segments.get(&seg) == Some(&SMALL_BUFFER);
+            let (c, _) = cur.get_or_insert_with(|| (new(addr, !small), seg));
             c.push(b.0, b.1, b.2);
         };
         for (a, r) in pool.large.ranges() {
@@ -195,35 +195,5 @@ impl DevicePool {
             }
         }
         out.extend(cur.map(|c| c.0));
-    }
-
-    /// The small pool's committed pages, with the blocks handed out from them.
-    fn small_segments(
-        &self,
-        pool: &StreamPool,
-        owned: &Owned,
-        new: &impl Fn(u64, bool) -> SegmentInfo,
-        out: &mut Vec<SegmentInfo>,
-    ) {
-        let mut pages = Vec::new();
-        pool.small
-            .for_each_committed_page(|p, _| pages.push(p as u64));
-        let mut cur: Option<SegmentInfo> = None;
-        for p in pages {
-            let joins =
-                self.expandable && cur.as_ref().is_some_and(|c| c.address + c.total_size == p);
-            if !joins {
-                out.extend(cur.take());
-            }
-            let c = cur.get_or_insert_with(|| new(p, false));
-            let mut at = p;
-            for (&b, &(size, requested, state)) in owned.range(p..p + PAGE as u64) {
-                c.push(b - at, 0, BlockState::Inactive);
-                c.push(size, requested, state);
-                at = b + size;
-            }
-            c.push(p + PAGE as u64 - at, 0, BlockState::Inactive);
-        }
-        out.extend(cur);
     }
 }
