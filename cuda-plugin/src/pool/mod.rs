@@ -15,9 +15,10 @@
 //!   forbids (event queries, synchronizes) happens meanwhile.
 //!
 //! Invariants (checked by [`DevicePool::check`]): live blocks never overlap and are
-//! 512-byte aligned; every block of an expandable segment lies on mapped pages;
-//! the budget's reserved bytes equal the stream pools' mapped pages or segments; the statistics equal the sums over live blocks; each
-//! private pool's block count is the number of its blocks.
+//! 512-byte aligned; every block of an expandable segment lies on mapped pages; the
+//! budget's reserved bytes equal the stream pools' mapped pages or segments; the
+//! statistics equal the sums over live blocks; each private pool's block count is the
+//! number of its blocks.
 
 pub mod arena;
 pub mod budget;
