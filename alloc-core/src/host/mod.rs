@@ -244,27 +244,56 @@ fn classify(ptr: *const u8) -> Owner {
     }
 }
 
+/// How a front end runs the slow part of a free, the only part that may make system calls
+/// (futex, madvise, munmap) and so change errno, which C's `free` must leave alone. Keeping
+/// errno only there spares the fast path two accesses to libc's TLS.
+pub trait SlowFree {
+    fn run(f: impl FnOnce());
+}
+
+/// Runs the slow part of a free as it is (Rust callers have no errno to keep).
+pub struct Plain;
+
+impl SlowFree for Plain {
+    #[inline(always)]
+    fn run(f: impl FnOnce()) {
+        f()
+    }
+}
+
 /// Frees a block. Null and pointers the pool does not own are ignored.
 ///
 /// # Safety
 /// `ptr` is null, foreign, or a live block from this pool not freed since.
 #[inline]
 pub unsafe fn free(ptr: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe { free_with::<Plain>(ptr) }
+}
+
+/// [`free`], with everything past the fast path run through `S`.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub unsafe fn free_with<S: SlowFree>(ptr: *mut u8) {
     let entry = pagemap::lookup(ptr as usize);
     if entry != 0 && entry & 1 == 0 {
         let page = entry as *mut Page;
         let h = tls::get();
         // SAFETY: the page is a live span head; when its owner is this thread's heap the
-        // block is ours to free locally.
+        // block is ours to free locally, and the slow part runs when push_local asks.
         unsafe {
             if (*page).heap == h {
-                heap::free_local(h, page, ptr);
+                if heap::push_local(h, page, ptr) {
+                    S::run(|| heap::free_local_slow(h, page));
+                }
                 return;
             }
         }
     }
     // SAFETY: forwarded.
-    unsafe { free_other(ptr) }
+    S::run(|| unsafe { free_other(ptr) })
 }
 
 #[cold]

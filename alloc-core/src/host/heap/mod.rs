@@ -233,6 +233,21 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
 pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
     // SAFETY: forwarded.
     unsafe {
+        if push_local(heap, page, ptr) {
+            free_local_slow(heap, page);
+        }
+    }
+}
+
+/// Puts a block back on its page's local list; true when the page then needs
+/// [`free_local_slow`] (which may take the arena lock and make system calls).
+///
+/// # Safety
+/// As for [`free_local`].
+#[inline(always)]
+pub unsafe fn push_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) -> bool {
+    // SAFETY: forwarded; a page's class is below NUM_CLASSES (set by init_small).
+    unsafe {
         let b = ptr as *mut Block;
         (*b).next = (*page).local_free;
         (*page).local_free = b;
@@ -240,18 +255,20 @@ pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
         // An empty current page stays put (an alloc/free loop must not bounce it through
         // the arena); any other empty page, or a full one getting a block back, needs work.
         let flags = (*page).flags;
-        if flags & FULL != 0
+        flags & FULL != 0
             || (empty
-                && (flags & KEEP_EMPTY == 0 || (*heap).bins[(*page).class as usize].page != page))
-        {
-            free_local_slow(heap, page);
-        }
+                && (flags & KEEP_EMPTY == 0
+                    || (*heap).bins.get_unchecked((*page).class as usize).page != page))
     }
 }
 
+/// The work a local free leaves for a full page getting a block back or a page left empty.
+///
+/// # Safety
+/// `page` is owned by `heap`, the calling thread's heap, and [`push_local`] said so.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
+pub unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
     // SAFETY: forwarded from free_local.
     unsafe {
         let c = (*page).class as usize;
