@@ -23,7 +23,7 @@ use crate::stats::{seqlock, shm};
 use crate::sys;
 use arena::ARENA;
 use huge::Huge;
-use page::{Page, LARGE_OWNER};
+use page::{Page, CACHED_OWNER, LARGE_OWNER};
 use stats::Big;
 
 /// log2 of the segment size (32 MiB).
@@ -237,10 +237,10 @@ fn classify(ptr: *const u8) -> Owner {
     }
     let page = entry as *mut Page;
     // SAFETY: untagged entries point at live span heads.
-    if unsafe { (*page).heap } == LARGE_OWNER {
-        Owner::Large(page)
-    } else {
-        Owner::Small(page)
+    match unsafe { (*page).heap } {
+        LARGE_OWNER => Owner::Large(page),
+        CACHED_OWNER => Owner::Foreign,
+        _ => Owner::Small(page),
     }
 }
 
@@ -435,8 +435,8 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 }
 
 /// Frees what the pool holds needlessly: blocks other threads freed to this thread's heap
-/// and to the heaps of exited threads, empty pages (this thread's current pages too when
-/// `force`), and, when `force`, purges every free page in the process now.
+/// and to the heaps of exited threads, empty pages (this thread's current pages and span
+/// cache too when `force`), and, when `force`, purges every free page in the process now.
 pub fn collect(force: bool) {
     heap::reclaim_parked(&heap::HEAPS.lock());
     let h = tls::get();

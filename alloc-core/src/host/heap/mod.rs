@@ -23,6 +23,7 @@ mod counters;
 mod inbox;
 mod lists;
 mod park;
+pub mod spans;
 
 pub use counters::fold;
 pub use park::{abandon, reclaim_parked, thread_heap, Pool, HEAPS};
@@ -91,6 +92,8 @@ pub struct Heap {
     folded_at: u64,
     /// Next heap in the parked list.
     next: *mut Heap,
+    /// Empty spans kept for the next refills.
+    spans: spans::SpanCache,
     /// Blocks freed by other threads (cache-line aligned: the freeing threads write it).
     pub inbox: inbox::Inbox,
 }
@@ -209,10 +212,15 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
             }
             leave_bin(heap, spare);
             spare
+        } else if let Some(cached) = (*heap).spans.take(units) {
+            cached
         } else {
-            let Some(span) = ARENA.lock().alloc_span(units) else {
+            let mut a = ARENA.lock();
+            let Some(span) = a.alloc_span(units) else {
                 return ptr::null_mut();
             };
+            spans::stock(heap, units, &mut a);
+            drop(a);
             (*heap).bins[c].misses += 1;
             span.page
         };
@@ -313,10 +321,11 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
     }
 }
 
-/// Returns every empty page to the arena (the current pages too when `all`).
+/// Returns every empty page to the arena (the current pages and the span cache too when
+/// `all`).
 ///
 /// # Safety
-/// `heap` is the calling thread's heap.
+/// `heap` is the calling thread's heap (or a parked heap under the pool lock).
 pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
     if all {
         // SAFETY: forwarded.
@@ -333,6 +342,10 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
                 }
             });
         }
+    }
+    if all {
+        // SAFETY: forwarded.
+        unsafe { spans::flush(heap) };
     }
 }
 
@@ -373,23 +386,15 @@ pub unsafe fn release_spare(heap: *mut Heap) {
     }
 }
 
-unsafe fn release_span(page: *mut Page) {
-    // SAFETY: the span is empty and referenced by nothing.
-    unsafe {
-        (*page).heap = ptr::null_mut();
-        (*page).flags = 0;
-        ARENA.lock().free_span(page);
-    }
-}
-
-/// Returns an empty, unlinked page of the heap to the arena.
+/// Takes an empty, unlinked page out of its bin: into the heap's span cache, which hands
+/// spans to the arena beyond its bound.
 #[inline(never)]
 unsafe fn retire(heap: *mut Heap, page: *mut Page) {
     // SAFETY: the page is empty and unlinked; nobody references its blocks. The heap is
     // the page's owner, run by this thread.
     unsafe {
         leave_bin(heap, page);
-        release_span(page);
+        spans::put(heap, page);
     }
 }
 
