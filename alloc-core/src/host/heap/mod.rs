@@ -212,17 +212,21 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
             }
             leave_bin(heap, spare);
             spare
-        } else if let Some(cached) = (*heap).spans.take(units) {
-            cached
         } else {
-            let mut a = ARENA.lock();
-            let Some(span) = a.alloc_span(units) else {
-                return ptr::null_mut();
+            let page = if let Some(cached) = (*heap).spans.take(units) {
+                cached
+            } else {
+                let mut a = ARENA.lock();
+                let Some(span) = a.alloc_span(units) else {
+                    return ptr::null_mut();
+                };
+                spans::stock(heap, units, &mut a);
+                span.page
             };
-            spans::stock(heap, units, &mut a);
-            drop(a);
+            // A span new to the class is a miss, whether the heap's cache or the arena
+            // gives it.
             (*heap).bins[c].misses += 1;
-            span.page
+            page
         };
         let bs = class_size(c);
         (*page).init_small(heap, c, bs, units * UNIT_SIZE, bs <= KEEP_EMPTY_MAX);
