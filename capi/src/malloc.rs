@@ -91,7 +91,17 @@ pub fn alloc_zeroed_array(n: usize, size: usize) -> *mut c_void {
 #[inline(always)]
 pub unsafe fn release(p: *mut c_void) {
     // SAFETY: forwarded contract; the engine ignores null and foreign pointers.
-    errno::preserving(|| unsafe { host::free(p as *mut u8) })
+    unsafe { host::free_with::<KeepErrno>(p as *mut u8) }
+}
+
+/// Runs a free's slow part (the only one that makes system calls) with errno kept.
+struct KeepErrno;
+
+impl host::SlowFree for KeepErrno {
+    #[inline(always)]
+    fn run(f: impl FnOnce()) {
+        errno::preserving(f)
+    }
 }
 
 /// malloc_usable_size's body: exact, 0 for null and foreign pointers.

@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use poolside::stats::layout::StatsFile;
 use poolside_cli::reader::{self, Snapshot};
+use poolside_cli::stat::format::bytes as human_bytes;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -33,6 +34,7 @@ fn main() {
         fork_child_gets_its_own_file();
         fork_then_exec_leaves_no_file();
         stats_false_publishes_nothing();
+        stat_shows_the_writers_huge_pages();
         killed_writer_leaves_stale_file_that_readers_remove();
         println!("cross_process: all checks passed");
     }
@@ -200,6 +202,55 @@ fn class(s: &Snapshot) -> poolside::stats::layout::ClassCounters {
 
 fn live(s: &Snapshot) -> u64 {
     poolside_cli::report::build::host(&s.host, s.num_classes).live_bytes
+}
+
+/// AnonHugePages of /proc/PID/smaps_rollup, in bytes, as the kernel says it.
+fn smaps_anon_huge(pid: u32) -> u64 {
+    let t = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let line = t.lines().find(|l| l.starts_with("AnonHugePages:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// `poolside stat` reports the writer's transparent huge pages as the kernel counts them:
+/// the THP column of the table and `anon_huge_bytes` of --json, read from outside.
+fn stat_shows_the_writers_huge_pages() {
+    let dir = temp_dir("xproc-thp");
+    let mut w = Writer::start(&dir);
+    let pid = w.pid();
+    // 30 MiB of blocks: the child carves them (writing each one's first word), which
+    // touches whole 2 MiB chunks of a segment advised for huge pages.
+    w.command("alloc 10000");
+    let before = smaps_anon_huge(pid);
+    let out = stat_in(&dir, &["--json", &pid.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let after = smaps_anon_huge(pid);
+    let got = v[0]["anon_huge_bytes"]
+        .as_u64()
+        .expect("a number for a readable process");
+    // The idle child's figure does not move, but khugepaged may collapse pages meanwhile.
+    assert!(
+        (before.min(after)..=before.max(after)).contains(&got),
+        "stat says {got}, smaps_rollup {before} then {after}"
+    );
+    let before = smaps_anon_huge(pid);
+    let out = stat_in(&dir, &[&pid.to_string()]);
+    let after = smaps_anon_huge(pid);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text.lines().next().unwrap();
+    let words: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(words[3..5], ["RSS", "THP"], "{text}");
+    // Numbers are right-aligned: the THP cell ends where its heading does.
+    let end = header.find("THP").unwrap() + 3;
+    let row = text.lines().find(|l| l.contains(" host ")).unwrap();
+    let cell = row[..end].rsplit("  ").next().unwrap().trim();
+    assert!(
+        [human_bytes(before), human_bytes(after)].contains(&cell.to_string()),
+        "THP cell {cell:?}, smaps_rollup {before} then {after}:\n{text}"
+    );
+    println!("THP of a writer with 30 MiB of blocks: {got} bytes, shown as {cell}");
+    drop(w);
 }
 
 fn counts_match_what_the_writer_did() {

@@ -1,8 +1,9 @@
 //! The arena: the process-wide set of segments, handing out spans to thread heaps and
 //! large blocks, and purging what has been free for longer than the purge delay.
 //!
-//! One spin lock guards it. It is taken only on slow paths: once per new span (a 64 KiB
-//! span serves up to 8192 small allocations), per large block, and per huge block.
+//! One lock guards it. It is taken only on slow paths: when a heap's span cache
+//! (`heap::spans`) has no span of the size a refill needs (taking a few more along) or
+//! holds more than its bound (giving back half), per large block, and per huge block.
 //! Lock order: arena, then the stats lock, never the reverse.
 
 use super::huge::HugeCache;

@@ -23,7 +23,7 @@ use crate::stats::{seqlock, shm};
 use crate::sys;
 use arena::ARENA;
 use huge::Huge;
-use page::{Page, LARGE_OWNER};
+use page::{Page, CACHED_OWNER, LARGE_OWNER};
 use stats::Big;
 
 /// log2 of the segment size (32 MiB).
@@ -237,10 +237,27 @@ fn classify(ptr: *const u8) -> Owner {
     }
     let page = entry as *mut Page;
     // SAFETY: untagged entries point at live span heads.
-    if unsafe { (*page).heap } == LARGE_OWNER {
-        Owner::Large(page)
-    } else {
-        Owner::Small(page)
+    match unsafe { (*page).heap } {
+        LARGE_OWNER => Owner::Large(page),
+        CACHED_OWNER => Owner::Foreign,
+        _ => Owner::Small(page),
+    }
+}
+
+/// How a front end runs the slow part of a free, the only part that may make system calls
+/// (futex, madvise, munmap) and so change errno, which C's `free` must leave alone. Keeping
+/// errno only there spares the fast path two accesses to libc's TLS.
+pub trait SlowFree {
+    fn run(f: impl FnOnce());
+}
+
+/// Runs the slow part of a free as it is (Rust callers have no errno to keep).
+pub struct Plain;
+
+impl SlowFree for Plain {
+    #[inline(always)]
+    fn run(f: impl FnOnce()) {
+        f()
     }
 }
 
@@ -250,21 +267,33 @@ fn classify(ptr: *const u8) -> Owner {
 /// `ptr` is null, foreign, or a live block from this pool not freed since.
 #[inline]
 pub unsafe fn free(ptr: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe { free_with::<Plain>(ptr) }
+}
+
+/// [`free`], with everything past the fast path run through `S`.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub unsafe fn free_with<S: SlowFree>(ptr: *mut u8) {
     let entry = pagemap::lookup(ptr as usize);
     if entry != 0 && entry & 1 == 0 {
         let page = entry as *mut Page;
         let h = tls::get();
         // SAFETY: the page is a live span head; when its owner is this thread's heap the
-        // block is ours to free locally.
+        // block is ours to free locally, and the slow part runs when push_local asks.
         unsafe {
             if (*page).heap == h {
-                heap::free_local(h, page, ptr);
+                if heap::push_local(h, page, ptr) {
+                    S::run(|| heap::free_local_slow(h, page));
+                }
                 return;
             }
         }
     }
     // SAFETY: forwarded.
-    unsafe { free_other(ptr) }
+    S::run(|| unsafe { free_other(ptr) })
 }
 
 #[cold]
@@ -406,8 +435,8 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 }
 
 /// Frees what the pool holds needlessly: blocks other threads freed to this thread's heap
-/// and to the heaps of exited threads, empty pages (this thread's current pages too when
-/// `force`), and, when `force`, purges every free page in the process now.
+/// and to the heaps of exited threads, empty pages (this thread's current pages and span
+/// cache too when `force`), and, when `force`, purges every free page in the process now.
 pub fn collect(force: bool) {
     heap::reclaim_parked(&heap::HEAPS.lock());
     let h = tls::get();

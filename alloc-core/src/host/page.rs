@@ -21,6 +21,10 @@ pub struct Block {
 /// dereferenced.
 pub const LARGE_OWNER: *mut Heap = core::ptr::dangling_mut::<Heap>();
 
+/// Owner value of an empty span kept in a heap's span cache (`heap::spans`): like a span
+/// back in the arena, it holds no block, and a pointer into it is foreign.
+pub const CACHED_OWNER: *mut Heap = LARGE_OWNER.wrapping_add(1);
+
 /// Flag: the span is handed out (small or large).
 pub const IN_USE: u8 = 1;
 /// Flag: a small span with no free block, unlinked from its heap's bin.
@@ -112,7 +116,7 @@ pub struct Page {
     /// break the dependency between a free and the next allocation: in an alloc/free loop
     /// each allocation no longer waits for the previous free's stores.
     pub local_free: *mut Block,
-    /// Owning heap, [`LARGE_OWNER`], or null when the span is free.
+    /// Owning heap, [`LARGE_OWNER`], [`CACHED_OWNER`], or null when the span is free.
     pub heap: *mut Heap,
     /// Blocks handed out and freed back.
     pub uses: Uses,

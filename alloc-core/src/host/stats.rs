@@ -165,7 +165,8 @@ pub fn publish_arena(a: &Arena) {
             );
             set(addr_of_mut!((*s).purged_bytes), a.purged as u64);
             set(addr_of_mut!((*s).segments), a.segment_count as u64);
-            set(addr_of_mut!((*s).cached_bytes), a.cached() as u64);
+            let kept = super::heap::spans::CACHED.load(core::sync::atomic::Ordering::Relaxed);
+            set(addr_of_mut!((*s).cached_bytes), (a.cached() + kept) as u64);
         }
     });
 }

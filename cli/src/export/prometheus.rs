@@ -589,6 +589,7 @@ mod tests {
             command: "train".into(),
             start_unix_ns: 0,
             rss_bytes: None,
+            anon_huge_bytes: None,
             host: Default::default(),
             devices: vec![build::device(&d)],
             classes: None,

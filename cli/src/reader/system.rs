@@ -20,11 +20,22 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(pages * page_size())
 }
 
+/// Anonymous memory of `pid` mapped as transparent huge pages (`AnonHugePages` of
+/// /proc/PID/smaps_rollup; none when the file is missing or unreadable, as it is for
+/// another user's process).
+pub fn anon_huge_bytes(pid: u32) -> Option<u64> {
+    parse_meminfo(
+        &fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?,
+        "AnonHugePages",
+    )
+}
+
 /// A `Key:  N kB` line of /proc/meminfo, in bytes.
 pub fn meminfo(key: &str) -> Option<u64> {
     parse_meminfo(&fs::read_to_string("/proc/meminfo").ok()?, key)
 }
 
+/// A `Key:  N kB` line of a /proc file (meminfo, smaps_rollup), in bytes.
 fn parse_meminfo(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -60,5 +71,12 @@ mod tests {
     #[test]
     fn reads_own_rss() {
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn reads_smaps_rollup_lines() {
+        let t = "55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss:   2048 kB\nAnonHugePages:   4096 kB\nShmemPmdMapped:  0 kB\n";
+        assert_eq!(parse_meminfo(t, "AnonHugePages"), Some(4096 * 1024));
+        assert_eq!(anon_huge_bytes(u32::MAX), None, "no such process");
     }
 }

@@ -135,6 +135,7 @@ pub fn process(s: &Snapshot, with_classes: bool) -> ProcessReport {
         command: s.command(),
         start_unix_ns: s.start_unix_ns,
         rss_bytes: system::rss_bytes(s.pid),
+        anon_huge_bytes: system::anon_huge_bytes(s.pid),
         host: host(&s.host, s.num_classes),
         devices: s.devices.iter().map(device).collect(),
         classes: with_classes.then(|| classes(&s.host, s.num_classes)),

@@ -27,6 +27,9 @@ pub struct ProcessReport {
     pub start_unix_ns: u64,
     /// Resident set size from /proc (none when unreadable).
     pub rss_bytes: Option<u64>,
+    /// Of the resident memory, anonymous memory in transparent huge pages
+    /// (`AnonHugePages` of /proc/PID/smaps_rollup; none when unreadable).
+    pub anon_huge_bytes: Option<u64>,
     pub host: HostReport,
     pub devices: Vec<DeviceReport>,
     /// Per size class, only classes that served an allocation; present with

@@ -54,6 +54,7 @@ mod tests {
             command: "python train.py".into(),
             start_unix_ns: 0,
             rss_bytes: None,
+            anon_huge_bytes: None,
             host: HostReport {
                 reserved_bytes: host_reserved,
                 ..Default::default()

@@ -19,14 +19,15 @@ pub fn short_command(c: &str) -> String {
 }
 
 /// Column headings of the process table. RANK is RANK/WORLD_SIZE of a distributed job's
-/// worker ("-" for other processes); CACHED is free memory the pool could return now;
-/// FRAG the share of RESERVED that is free but cannot be returned.
-pub const HEADER: [&str; 10] = [
-    "PID", "RANK", "POOL", "RSS", "LIVE", "RESERVED", "CACHED", "HIT", "FRAG", "COMMAND",
+/// worker ("-" for other processes); THP the part of RSS in transparent huge pages ("-"
+/// when /proc does not say); CACHED is free memory the pool could return now; FRAG the
+/// share of RESERVED that is free but cannot be returned.
+pub const HEADER: [&str; 11] = [
+    "PID", "RANK", "POOL", "RSS", "THP", "LIVE", "RESERVED", "CACHED", "HIT", "FRAG", "COMMAND",
 ];
 
 /// Columns aligned left (POOL, COMMAND); the others are numbers.
-pub const LEFT: [usize; 2] = [2, 9];
+pub const LEFT: [usize; 2] = [2, 10];
 
 /// The RANK cell: `rank/world_size`, the rank alone when WORLD_SIZE is unset, "-" when
 /// RANK is unset.
@@ -45,6 +46,7 @@ pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
         rank_cell(p),
         "host".into(),
         opt_bytes(p.rss_bytes),
+        opt_bytes(p.anon_huge_bytes),
         bytes(p.host.live_bytes),
         bytes(p.host.reserved_bytes),
         bytes(p.host.cached_bytes),
@@ -57,6 +59,7 @@ pub fn rows(p: &ProcessReport) -> Vec<Vec<String>> {
             p.pid.to_string(),
             rank_cell(p),
             d.name.clone(),
+            "".into(),
             "".into(),
             bytes(d.allocated_bytes.current),
             bytes(d.reserved_bytes.current),
@@ -189,6 +192,7 @@ mod graph_note_tests {
             command: String::new(),
             start_unix_ns: 0,
             rss_bytes: None,
+            anon_huge_bytes: None,
             host: Default::default(),
             classes: None,
         };

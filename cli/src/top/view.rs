@@ -188,6 +188,7 @@ mod tests {
             command: format!("cmd{pid}"),
             start_unix_ns: 0,
             rss_bytes: Some(pid as u64),
+            anon_huge_bytes: None,
             host: HostReport {
                 reserved_bytes: reserved,
                 ..Default::default()

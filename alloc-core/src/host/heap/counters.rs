@@ -163,6 +163,7 @@ unsafe fn maybe_fold(heap: *mut Heap) {
         (*heap).ticks = 0;
         if crate::sys::now_ms() >= (*heap).folded_at + FOLD_INTERVAL_MS {
             fold(heap);
+            super::spans::age(heap);
             if let Some(pool) = HEAPS.try_lock() {
                 super::reclaim_parked(&pool);
             }

@@ -23,6 +23,7 @@ mod counters;
 mod inbox;
 mod lists;
 mod park;
+pub mod spans;
 
 pub use counters::fold;
 pub use park::{abandon, reclaim_parked, thread_heap, Pool, HEAPS};
@@ -91,6 +92,8 @@ pub struct Heap {
     folded_at: u64,
     /// Next heap in the parked list.
     next: *mut Heap,
+    /// Empty spans kept for the next refills.
+    spans: spans::SpanCache,
     /// Blocks freed by other threads (cache-line aligned: the freeing threads write it).
     pub inbox: inbox::Inbox,
 }
@@ -210,11 +213,20 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
             leave_bin(heap, spare);
             spare
         } else {
-            let Some(span) = ARENA.lock().alloc_span(units) else {
-                return ptr::null_mut();
+            let page = if let Some(cached) = (*heap).spans.take(units) {
+                cached
+            } else {
+                let mut a = ARENA.lock();
+                let Some(span) = a.alloc_span(units) else {
+                    return ptr::null_mut();
+                };
+                spans::stock(heap, units, &mut a);
+                span.page
             };
+            // A span new to the class is a miss, whether the heap's cache or the arena
+            // gives it.
             (*heap).bins[c].misses += 1;
-            span.page
+            page
         };
         let bs = class_size(c);
         (*page).init_small(heap, c, bs, units * UNIT_SIZE, bs <= KEEP_EMPTY_MAX);
@@ -233,6 +245,21 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
 pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
     // SAFETY: forwarded.
     unsafe {
+        if push_local(heap, page, ptr) {
+            free_local_slow(heap, page);
+        }
+    }
+}
+
+/// Puts a block back on its page's local list; true when the page then needs
+/// [`free_local_slow`] (which may take the arena lock and make system calls).
+///
+/// # Safety
+/// As for [`free_local`].
+#[inline(always)]
+pub unsafe fn push_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) -> bool {
+    // SAFETY: forwarded; a page's class is below NUM_CLASSES (set by init_small).
+    unsafe {
         let b = ptr as *mut Block;
         (*b).next = (*page).local_free;
         (*page).local_free = b;
@@ -240,18 +267,20 @@ pub unsafe fn free_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) {
         // An empty current page stays put (an alloc/free loop must not bounce it through
         // the arena); any other empty page, or a full one getting a block back, needs work.
         let flags = (*page).flags;
-        if flags & FULL != 0
+        flags & FULL != 0
             || (empty
-                && (flags & KEEP_EMPTY == 0 || (*heap).bins[(*page).class as usize].page != page))
-        {
-            free_local_slow(heap, page);
-        }
+                && (flags & KEEP_EMPTY == 0
+                    || (*heap).bins.get_unchecked((*page).class as usize).page != page))
     }
 }
 
+/// The work a local free leaves for a full page getting a block back or a page left empty.
+///
+/// # Safety
+/// `page` is owned by `heap`, the calling thread's heap, and [`push_local`] said so.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
+pub unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
     // SAFETY: forwarded from free_local.
     unsafe {
         let c = (*page).class as usize;
@@ -296,10 +325,11 @@ pub unsafe fn drain_remote(heap: *mut Heap) {
     }
 }
 
-/// Returns every empty page to the arena (the current pages too when `all`).
+/// Returns every empty page to the arena (the current pages and the span cache too when
+/// `all`).
 ///
 /// # Safety
-/// `heap` is the calling thread's heap.
+/// `heap` is the calling thread's heap (or a parked heap under the pool lock).
 pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
     if all {
         // SAFETY: forwarded.
@@ -316,6 +346,10 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
                 }
             });
         }
+    }
+    if all {
+        // SAFETY: forwarded.
+        unsafe { spans::flush(heap) };
     }
 }
 
@@ -356,23 +390,15 @@ pub unsafe fn release_spare(heap: *mut Heap) {
     }
 }
 
-unsafe fn release_span(page: *mut Page) {
-    // SAFETY: the span is empty and referenced by nothing.
-    unsafe {
-        (*page).heap = ptr::null_mut();
-        (*page).flags = 0;
-        ARENA.lock().free_span(page);
-    }
-}
-
-/// Returns an empty, unlinked page of the heap to the arena.
+/// Takes an empty, unlinked page out of its bin: into the heap's span cache, which hands
+/// spans to the arena beyond its bound.
 #[inline(never)]
 unsafe fn retire(heap: *mut Heap, page: *mut Page) {
     // SAFETY: the page is empty and unlinked; nobody references its blocks. The heap is
     // the page's owner, run by this thread.
     unsafe {
         leave_bin(heap, page);
-        release_span(page);
+        spans::put(heap, page);
     }
 }
 

@@ -66,13 +66,12 @@ fn new_heap() -> *mut Heap {
     };
     let h = mem.as_ptr() as *mut Heap;
     // SAFETY: fresh zeroed memory, page-aligned (enough for the bins' 128) and sized for a
-    // Heap, not shared yet; zero is valid for every field but the bins' current pages,
-    // which we point at the sentinel, and the inbox's slot numbers.
+    // Heap, not shared yet; zero is valid for every field (a zeroed inbox is an empty one)
+    // but the bins' current pages, which we point at the sentinel.
     unsafe {
         for c in 0..NUM_CLASSES {
             (*h).bins[c].page = sentinel();
         }
-        (*h).inbox.init();
     }
     h
 }
