@@ -35,7 +35,8 @@ fn reserved_memory_drains_after_growth() {
     std::thread::sleep(Duration::from_millis(60));
     // A non-forced collect: what the purge delay and thread exits release anyway. What may
     // stay: this thread's one empty current page per class up to 128 KiB blocks (the
-    // classes this workload touched: a few MiB) and its one spare big span (at most 2 MiB).
+    // classes this workload touched: a few MiB), its one spare big span (at most 2 MiB)
+    // and its span cache (at most 1 MiB, `heap::spans::CACHE_BYTES`).
     poolside::collect(false);
     let s = poolside::stats_snapshot();
     eprintln!(
@@ -45,7 +46,7 @@ fn reserved_memory_drains_after_growth() {
         s.purged_bytes / 1024
     );
     assert!(
-        s.reserved_bytes < base + (8 << 20),
+        s.reserved_bytes < base + (9 << 20),
         "reserved {} KiB stays far above {} KiB",
         s.reserved_bytes / 1024,
         base / 1024
