@@ -1,7 +1,7 @@
 //! Host segments and transparent huge pages, as the running kernel sees them: the VMA
 //! holding a block is eligible for huge pages (`THPeligible` in /proc/self/smaps) exactly
 //! when the `huge_pages` setting and the kernel's mode make it so, and under `auto` only
-//! once the pool has grown past a few MiB. Each setting runs in a
+//! once the pool has grown past 64 MiB. Each setting runs in a
 //! child process (this test binary again), since the engine reads its configuration once.
 
 use std::process::Command;
@@ -61,8 +61,8 @@ fn child_reports_thp_eligibility() {
         None => println!("THPeligible_{when}=unknown"),
     };
     report("small");
-    // The pool grows past a few MiB (large blocks from the segments, not huge mappings).
-    let grown: Vec<*mut u8> = (0..12).map(|_| poolside::alloc(1 << 20, 8)).collect();
+    // The pool grows past 64 MiB (large blocks from the segments, not huge mappings).
+    let grown: Vec<*mut u8> = (0..72).map(|_| poolside::alloc(1 << 20, 8)).collect();
     assert!(grown.iter().all(|b| !b.is_null()));
     report("grown");
 }
@@ -99,7 +99,7 @@ fn segments_follow_the_kernel_mode_and_the_setting() {
         let want = match (setting, mode.as_str()) {
             (_, "never") => ("0", "0"),
             ("never", _) => ("0", "0"),
-            // auto in mode madvise: advised once the pool holds a few MiB, the small
+            // auto in mode madvise: advised once the pool holds 64 MiB, the small
             // pool's segment included; in mode always, the kernel's own choice.
             ("auto", "madvise") => ("0", "1"),
             // always: advised from the first segment on.

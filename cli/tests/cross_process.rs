@@ -218,9 +218,10 @@ fn stat_shows_the_writers_huge_pages() {
     let dir = temp_dir("xproc-thp");
     let mut w = Writer::start(&dir);
     let pid = w.pid();
-    // 30 MiB of blocks: the child carves them (writing each one's first word), which
-    // touches whole 2 MiB chunks of a segment advised for huge pages.
-    w.command("alloc 10000");
+    // 90 MiB of blocks: past the 64 MiB after which `auto` advises huge pages, so the
+    // child's carving (it writes each block's first word) touches whole 2 MiB chunks of
+    // advised segments where the kernel's mode allows them.
+    w.command("alloc 30000");
     let before = smaps_anon_huge(pid);
     let out = stat_in(&dir, &["--json", &pid.to_string()]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -249,7 +250,7 @@ fn stat_shows_the_writers_huge_pages() {
         [human_bytes(before), human_bytes(after)].contains(&cell.to_string()),
         "THP cell {cell:?}, smaps_rollup {before} then {after}:\n{text}"
     );
-    println!("THP of a writer with 30 MiB of blocks: {got} bytes, shown as {cell}");
+    println!("THP of a writer with 90 MiB of blocks: {got} bytes, shown as {cell}");
     drop(w);
 }
 

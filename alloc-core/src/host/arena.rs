@@ -60,9 +60,12 @@ const DIRTY_MIN: usize = 32 << 20;
 const SPLIT_DELAY_MS: u64 = 1000;
 
 /// Bytes of spans and large blocks in use beyond which a deferred huge-page advice
-/// ([`Thp::deferred`]) is given: a program that never holds more stays in 4 KiB pages
-/// (at most this much of it faulted in 4 KiB pages, 1,024 faults, before huge pages).
-const THP_AFTER: usize = 4 << 20;
+/// ([`Thp::deferred`]) is given: a program that never holds more stays in 4 KiB pages.
+/// Measured under the preload (BENCHMARKS.md): at 4 MiB, CPython's test suite still had
+/// 63 MiB of RSS against 53 without huge pages and mimalloc's 52, at 64 MiB 53; the Rust
+/// workload, which holds ~150 MB, kept its CPU time (the first 64 MiB take 16,384 faults
+/// of 4 KiB, about 1% of its CPU).
+const THP_AFTER: usize = 64 << 20;
 
 /// Length of a window of the live peak the dirty cap follows: a drop of live data is
 /// remembered for one to two windows.

@@ -38,11 +38,12 @@ pub struct Thp {
     pub advice: HugeAdvice,
     /// Segments may be backed by huge pages: purge in whole chunks (see the module docs).
     pub whole_chunks: bool,
-    /// The advice waits until the pool holds a few MiB (`arena::THP_AFTER`), and then goes
+    /// The advice waits until the pool holds 64 MiB (`arena::THP_AFTER`), and then goes
     /// to every segment (`auto` in mode `madvise`): a huge page is resident whole, so a
-    /// small program (most of what a preload reaches: shells, tools, scripts) keeps its
-    /// footprint in 4 KiB pages, 2 to 4 MiB less than with huge pages (measured with
-    /// `perl -e 1` and a small C program), and a growing one gets them.
+    /// program that holds less (most of what a preload reaches: shells, tools, scripts,
+    /// interpreters) keeps its footprint in 4 KiB pages, 2 to 10 MiB less than with huge
+    /// pages (`perl -e 1`, a small C program, CPython's test suite), and a larger one
+    /// gets them.
     pub deferred: bool,
 }
 
