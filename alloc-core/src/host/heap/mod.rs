@@ -35,7 +35,7 @@ use super::{pagemap, UNIT_SIZE};
 use crate::size_class::{class_size, NUM_CLASSES};
 use core::cell::UnsafeCell;
 use core::ptr;
-use counters::{count_event, count_pops, sample_refill, tick};
+use counters::{count_event, count_moved, count_pops, fold_if_moved, sample_refill, tick};
 use lists::{full_push, full_unlink, push_back, push_front, unlink};
 
 /// Blocks above this size do not keep an empty current page: the page goes to the heap's
@@ -90,6 +90,11 @@ pub struct Heap {
     sweep: u32,
     /// When the counters were last folded (coarse ms).
     folded_at: u64,
+    /// Span bytes the heap took minus those it gave back since the last fold (see
+    /// `counters`).
+    moved: i64,
+    /// Span bytes the heap held at the last fold.
+    held_at_fold: u64,
     /// Next heap in the parked list.
     next: *mut Heap,
     /// Empty spans kept for the next refills.
@@ -232,8 +237,11 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
         (*page).init_small(heap, c, bs, units * UNIT_SIZE, bs <= KEEP_EMPTY_MAX);
         push_front(heap, c, page);
         (*heap).bins[c].span_bytes += (units * UNIT_SIZE) as u64;
+        count_moved(heap, (units * UNIT_SIZE) as i64);
         (*page).extend(EXTEND_BYTES);
-        pop_refilled(heap, page, c, size)
+        let block = pop_refilled(heap, page, c, size);
+        fold_if_moved(heap);
+        block
     }
 }
 
@@ -297,6 +305,7 @@ pub unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
                 unlink(heap, c, page);
                 retire(heap, page);
             }
+            fold_if_moved(heap);
         }
     }
 }
@@ -360,8 +369,10 @@ unsafe fn leave_bin(heap: *mut Heap, page: *mut Page) {
     unsafe {
         let c = (*page).class as usize;
         count_pops(heap, c, page);
+        let bytes = (*page).units as usize * UNIT_SIZE;
         let k = &mut (*heap).bins[c].span_bytes;
-        *k = k.wrapping_sub((*page).units as u64 * UNIT_SIZE as u64);
+        *k = k.wrapping_sub(bytes as u64);
+        count_moved(heap, -(bytes as i64));
     }
 }
 
