@@ -1,7 +1,7 @@
 //! Host segments and transparent huge pages, as the running kernel sees them: the VMA
 //! holding a block is eligible for huge pages (`THPeligible` in /proc/self/smaps) exactly
-//! when the `huge_pages` setting and the kernel's mode make it so, and under `auto` only
-//! once the pool has grown past 64 MiB. Each setting runs in a
+//! when the `huge_pages` setting and the kernel's mode make it so; under `auto`, only
+//! once the pool has grown past 64 MiB, and never for sparse spans (blocks above 8 KiB). Each setting runs in a
 //! child process (this test binary again), since the engine reads its configuration once.
 
 use std::process::Command;
@@ -52,13 +52,21 @@ fn child_reports_thp_eligibility() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return; // run by segments_follow_the_kernel_mode_and_the_setting
     }
-    let p = poolside::alloc(256 << 10, 8);
-    assert!(!p.is_null());
-    // SAFETY: p holds 256 KiB.
-    unsafe { p.write_bytes(1, 256 << 10) };
-    let report = |when: &str| match thp_eligible(p as usize) {
-        Some(e) => println!("THPeligible_{when}={e}"),
-        None => println!("THPeligible_{when}=unknown"),
+    // A dense span (4 KiB blocks) and a sparse one (256 KiB blocks: `SPARSE_UNITS`).
+    let blocks = [("dense", 4 << 10), ("sparse", 256 << 10)].map(|(name, size)| {
+        let p = poolside::alloc(size, 8);
+        assert!(!p.is_null());
+        // SAFETY: p holds `size` bytes.
+        unsafe { p.write_bytes(1, size) };
+        (name, p)
+    });
+    let report = |when: &str| {
+        for (name, p) in blocks {
+            match thp_eligible(p as usize) {
+                Some(e) => println!("THPeligible_{name}_{when}={e}"),
+                None => println!("THPeligible_{name}_{when}=unknown"),
+            }
+        }
     };
     report("small");
     // The pool grows past 64 MiB (large blocks from the segments, not huge mappings).
@@ -83,37 +91,31 @@ fn segments_follow_the_kernel_mode_and_the_setting() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{setting}: {stdout}");
-        let seen = |when: &str| {
-            let key = format!("THPeligible_{when}=");
+        let seen = |key: &str| {
+            let key = format!("THPeligible_{key}=");
             stdout
                 .lines()
                 .find_map(|l| l.strip_prefix(key.as_str()))
                 .unwrap_or_else(|| panic!("{setting}: no {key} report in {stdout}"))
                 .to_string()
         };
-        let seen = (seen("small"), seen("grown"));
-        if seen.0 == "unknown" {
+        let seen = ["dense_small", "dense_grown", "sparse_small", "sparse_grown"].map(seen);
+        if seen[0] == "unknown" {
             println!("skipped: this kernel's smaps has no THPeligible field");
             return;
         }
         let want = match (setting, mode.as_str()) {
-            (_, "never") => ("0", "0"),
-            ("never", _) => ("0", "0"),
-            // auto in mode madvise: advised once the pool holds 64 MiB, the small
-            // pool's segment included; in mode always, the kernel's own choice.
-            ("auto", "madvise") => ("0", "1"),
-            // always: advised from the first segment on.
-            (_, "madvise" | "always") => ("1", "1"),
+            (_, "never") => ["0", "0", "0", "0"],
+            ("never", _) => ["0", "0", "0", "0"],
+            // auto in mode madvise: dense segments are advised once the pool holds 64
+            // MiB, the small pool's segment included; sparse ones never. In mode always,
+            // the kernel's own choice.
+            ("auto", "madvise") => ["0", "1", "0", "0"],
+            // always: advised from the first segment on, sparse ones too.
+            (_, "madvise" | "always") => ["1", "1", "1", "1"],
             (_, m) => panic!("unexpected THP mode {m}"),
         };
-        println!(
-            "mode {mode}, huge_pages:{setting}: THPeligible small {}, grown {}",
-            seen.0, seen.1
-        );
-        assert_eq!(
-            (seen.0.as_str(), seen.1.as_str()),
-            want,
-            "mode {mode}, huge_pages:{setting}"
-        );
+        println!("mode {mode}, huge_pages:{setting}: THPeligible dense small, grown, sparse small, grown: {seen:?}");
+        assert_eq!(seen, want, "mode {mode}, huge_pages:{setting}");
     }
 }

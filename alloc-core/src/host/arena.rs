@@ -8,7 +8,7 @@
 
 use super::huge::HugeCache;
 use super::page::{Page, IN_USE};
-use super::segment::{Segment, Thp};
+use super::segment::{Segment, Thp, SPARSE_UNITS};
 use super::{stats, SEGMENT_SIZE, UNITS, UNIT_SIZE};
 use crate::source::{os, MemorySource};
 use crate::sys::{self, SpinLock};
@@ -104,6 +104,7 @@ impl Arena {
     pub fn alloc_span(&mut self, units: usize) -> Option<Span> {
         debug_assert!((1..=UNITS).contains(&units));
         self.maybe_purge(sys::now_ms(), false);
+        let sparse = self.thp.split_sparse && units >= SPARSE_UNITS;
         // Recently freed (dirty) memory first, then any free run.
         let mut found = None;
         for dirty_first in [true, false] {
@@ -114,7 +115,9 @@ impl Arena {
             while !seg.is_null() && found.is_none() {
                 // SAFETY: segments in the list are live metadata, guarded by the arena lock.
                 let s = unsafe { &mut *seg };
-                let run = if dirty_first {
+                let run = if s.sparse != sparse {
+                    None
+                } else if dirty_first {
                     s.find_dirty_run(units)
                 } else {
                     s.find_run(units)
@@ -130,7 +133,7 @@ impl Arena {
         }
         let (seg, first) = match found {
             Some(f) => f,
-            None => (self.new_segment()?, 0),
+            None => (self.new_segment(sparse)?, 0),
         };
         // SAFETY: as above.
         let s = unsafe { &mut *seg };
@@ -205,10 +208,10 @@ impl Arena {
         true
     }
 
-    fn new_segment(&mut self) -> Option<*mut Segment> {
+    fn new_segment(&mut self, sparse: bool) -> Option<*mut Segment> {
         // Aligned to its size, so its 2 MiB chunks can each be one huge page.
         let base = os::OS.reserve(SEGMENT_SIZE, SEGMENT_SIZE)?;
-        if !self.thp.deferred || self.thp_given {
+        if !sparse && (!self.thp.deferred || self.thp_given) {
             // SAFETY: the reservation was just made by the OS source.
             unsafe { os::advise_huge(base.as_ptr(), SEGMENT_SIZE, self.thp.advice) };
         }
@@ -222,7 +225,7 @@ impl Arena {
         };
         // SAFETY: meta is fresh zeroed memory sized for a Segment; all-zero is valid.
         let s = unsafe { &mut *meta };
-        s.init(base.as_ptr() as usize);
+        s.init(base.as_ptr() as usize, sparse);
         s.next = self.segments;
         if !self.segments.is_null() {
             // SAFETY: the list head is live metadata.
@@ -243,7 +246,7 @@ impl Arena {
         }
     }
 
-    /// Gives the huge-page advice to every segment, once (a pool that shrinks back keeps
+    /// Gives the huge-page advice to every dense segment, once (a pool that shrinks back keeps
     /// it: the advice is not worth flapping).
     fn advise_existing(&mut self) {
         let mut seg = self.segments;
@@ -251,7 +254,9 @@ impl Arena {
             // SAFETY: seg is live segment metadata in the list, under the arena lock; its
             // base is its own reservation, and the advice never changes contents.
             unsafe {
-                os::advise_huge((*seg).base as *mut u8, SEGMENT_SIZE, self.thp.advice);
+                if !(*seg).sparse {
+                    os::advise_huge((*seg).base as *mut u8, SEGMENT_SIZE, self.thp.advice);
+                }
                 seg = (*seg).next;
             }
         }
@@ -298,7 +303,7 @@ impl Arena {
                 // partly used ones wait for a second, longer one (split_due), unless a
                 // free into the segment starts over, the dirty cap needs them first, or a
                 // collect forces them out.
-                let whole = self.thp.whole_chunks && !force && !s.split_due;
+                let whole = self.thp.whole_chunks && !s.sparse && !force && !s.split_due;
                 // SAFETY: dirty units are free: no live data.
                 let bytes = s.purge_dirty(whole, |a, l| unsafe { os::purge(a as *mut u8, l) });
                 self.dirty -= bytes;
