@@ -69,9 +69,22 @@ fn retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
     p as *mut c_void
 }
 
-/// malloc's body, shared by every entry point that allocates with natural alignment.
+/// malloc's body, shared by every entry point that allocates with natural alignment: the
+/// engine's fast path inline, everything else behind one tail call, so that the common
+/// case runs without a stack frame.
 #[inline(always)]
 pub fn alloc_natural(size: usize) -> *mut c_void {
+    let p = host::alloc_fast(size, natural_align(size));
+    if !p.is_null() {
+        return p as *mut c_void;
+    }
+    alloc_natural_slow(size)
+}
+
+/// [`alloc_natural`] past the fast path.
+#[cold]
+#[inline(never)]
+fn alloc_natural_slow(size: usize) -> *mut c_void {
     alloc_or_retry(size, natural_align(size), false)
 }
 
@@ -100,8 +113,17 @@ struct KeepErrno;
 impl host::SlowFree for KeepErrno {
     #[inline(always)]
     fn run(f: impl FnOnce()) {
-        errno::preserving(f)
+        slow_free(f)
     }
+}
+
+/// A free's slow part, out of line: the fast path then only tail-calls it, and needs no
+/// stack frame or saved registers of its own (saving errno around the call kept four
+/// registers and a frame on every free: 12 of its 45 instructions under CPython).
+#[cold]
+#[inline(never)]
+fn slow_free(f: impl FnOnce()) {
+    errno::preserving(f)
 }
 
 /// malloc_usable_size's body: exact, 0 for null and foreign pointers.

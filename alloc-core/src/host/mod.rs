@@ -61,6 +61,27 @@ fn fast_class(size: usize, align: usize) -> Option<usize> {
     }
 }
 
+/// The fast path of [`alloc`] alone: a block from the current page of this thread's heap
+/// for the request's class, or null when that needs the slow path (no heap yet, an empty
+/// page, a large or huge request). It calls nothing, so a front end that tail-calls its
+/// slow path when this misses needs no stack frame (C's malloc: see capi/src/malloc.rs).
+#[inline(always)]
+pub fn alloc_fast(size: usize, align: usize) -> *mut u8 {
+    if let Some(c) = fast_class(size, align) {
+        let h = tls::get();
+        if !h.is_null() {
+            // SAFETY: as in `alloc`.
+            unsafe {
+                let page = (*h).bins.get_unchecked(c).page;
+                if !(*page).free.is_null() {
+                    return heap::pop(page);
+                }
+            }
+        }
+    }
+    core::ptr::null_mut()
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
 #[inline(always)]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
@@ -286,14 +307,14 @@ pub unsafe fn free_with<S: SlowFree>(ptr: *mut u8) {
         unsafe {
             if (*page).heap == h {
                 if heap::push_local(h, page, ptr) {
-                    S::run(|| heap::free_local_slow(h, page));
+                    S::run(move || heap::free_local_slow(h, page));
                 }
                 return;
             }
         }
     }
     // SAFETY: forwarded.
-    S::run(|| unsafe { free_other(ptr) })
+    S::run(move || unsafe { free_other(ptr) })
 }
 
 #[cold]
