@@ -61,25 +61,34 @@ fn fast_class(size: usize, align: usize) -> Option<usize> {
     }
 }
 
+/// A block of class `c` from the current page of heap `h`, or null when `h` is null or
+/// that page is empty. Calls nothing.
+#[inline(always)]
+fn pop_current(h: *mut heap::Heap, c: usize) -> *mut u8 {
+    if h.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a non-null TLS heap is this thread's; c < NUM_CLASSES (a class index from
+    // fast_class); bins never hold null.
+    unsafe {
+        let page = (*h).bins.get_unchecked(c).page;
+        if (*page).free.is_null() {
+            return core::ptr::null_mut();
+        }
+        heap::pop(page)
+    }
+}
+
 /// The fast path of [`alloc`] alone: a block from the current page of this thread's heap
 /// for the request's class, or null when that needs the slow path (no heap yet, an empty
 /// page, a large or huge request). It calls nothing, so a front end that tail-calls its
 /// slow path when this misses needs no stack frame (C's malloc: see capi/src/malloc.rs).
 #[inline(always)]
 pub fn alloc_fast(size: usize, align: usize) -> *mut u8 {
-    if let Some(c) = fast_class(size, align) {
-        let h = tls::get();
-        if !h.is_null() {
-            // SAFETY: as in `alloc`.
-            unsafe {
-                let page = (*h).bins.get_unchecked(c).page;
-                if !(*page).free.is_null() {
-                    return heap::pop(page);
-                }
-            }
-        }
+    match fast_class(size, align) {
+        Some(c) => pop_current(tls::get(), c),
+        None => core::ptr::null_mut(),
     }
-    core::ptr::null_mut()
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
@@ -88,15 +97,9 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     match fast_class(size, align) {
         Some(c) => {
             let h = tls::get();
-            if !h.is_null() {
-                // SAFETY: a non-null TLS heap is this thread's; c < NUM_CLASSES (a class index
-                // from fast_class); bins never hold null.
-                unsafe {
-                    let page = (*h).bins.get_unchecked(c).page;
-                    if !(*page).free.is_null() {
-                        return heap::pop(page);
-                    }
-                }
+            let p = pop_current(h, c);
+            if !p.is_null() {
+                return p;
             }
             // SAFETY: h is null or this thread's heap (read from its TLS slot).
             unsafe { heap::alloc_slow(h, c, size) }
