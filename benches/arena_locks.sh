@@ -55,7 +55,7 @@ read -r f m u mm r < <(syscalls "" -- "$rw")
 echo "| rust_workload (8 threads, 10 rounds, 10,000 entries) | $t | $c | $f | $m | $u | $mm | $r |"
 }
 for run in "larson 4 20 400000 2000" "prodcons 2 4000000" "false_sharing 2 2000 20000 8" "churn 2 6000000 20000" \
-  "large_threads 4 10000"; do
+  "large_threads 4 10000" "large_threads 4 10000 8"; do
   set -- $run
   p=$1; shift
   wanted "$p" || continue
