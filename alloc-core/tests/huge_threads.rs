@@ -55,8 +55,8 @@ fn check(p: *mut u8, len: usize, tag: u8) {
 fn a_huge_free_into_a_full_cache_unmaps_the_oldest_entry() {
     let _serial = serial();
     poolside::collect(true);
-    // Ten distinct sizes (5 to 14 MiB), so that no free block is taken for the next one.
-    let sizes: Vec<usize> = (0..10).map(|i| (5 << 20) + (i << 20)).collect();
+    // Eighteen distinct sizes (5 to 22 MiB), so that no free block is taken for the next one.
+    let sizes: Vec<usize> = (0..18).map(|i| (5 << 20) + (i << 20)).collect();
     let mut blocks = Vec::with_capacity(sizes.len());
     let base = poolside::stats_snapshot();
     for (i, &n) in sizes.iter().enumerate() {
@@ -71,15 +71,15 @@ fn a_huge_free_into_a_full_cache_unmaps_the_oldest_entry() {
     for (i, &p) in blocks.iter().enumerate() {
         // SAFETY: a live block of ours.
         unsafe { poolside::free(p) };
-        // The cache holds eight: the ninth and tenth frees evict the two oldest, and
+        // The cache holds sixteen: the 17th and 18th frees evict the two oldest, and
         // unmap them before free returns.
-        if i >= 8 {
-            let evicted = blocks[i - 8];
+        if i >= 16 {
+            let evicted = blocks[i - 16];
             assert!(!poolside::owns(evicted));
-            assert!(!is_mapped(evicted), "evicted block {} still mapped", i - 8);
+            assert!(!is_mapped(evicted), "evicted block {} still mapped", i - 16);
         }
     }
-    assert!(is_mapped(blocks[2]) && is_mapped(blocks[9]), "cached blocks stay mapped");
+    assert!(is_mapped(blocks[2]) && is_mapped(blocks[17]), "cached blocks stay mapped");
     let freed = poolside::stats_snapshot();
     let cached: usize = sizes[2..].iter().sum();
     assert_eq!(huge_mapped(&freed), huge_mapped(&base) + cached as u64);

@@ -43,7 +43,7 @@ pub struct Huge {
 }
 
 /// Mappings the cache holds at most.
-pub const CACHE_SLOTS: usize = 8;
+pub const CACHE_SLOTS: usize = 16;
 
 /// Freed huge mappings waiting for reuse, plus a free list of metadata records.
 pub struct HugeCache {
