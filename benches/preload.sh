@@ -27,7 +27,7 @@ fi
 
 build=$target/bench-preload
 mkdir -p "$build"
-programs=(larson prodcons false_sharing churn big_buffers)
+programs=(larson prodcons false_sharing churn big_buffers large_threads)
 for p in "${programs[@]}"; do
   gcc -O2 -pthread -Wall -Wextra -Werror benches/c/$p.c -o "$build/$p"
 done
@@ -41,6 +41,7 @@ args_prodcons="2 $(s 4000000)"
 args_false_sharing="2 $(s 2000) 20000 8"
 args_churn="2 $(s 6000000) 20000"
 args_big_buffers="$(s 2000) 2"
+args_large_threads="4 $(s 10000) 3"
 
 declare -A time_of rss_of
 for p in "${programs[@]}"; do

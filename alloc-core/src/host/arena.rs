@@ -334,7 +334,11 @@ impl Arena {
             }
             seg = following;
         }
-        let expired = self.huge.expire(now, self.purge_delay_ms, force);
+        // (The huge-block paths expire the cache themselves, unmapping after the lock.)
+        let expired = self
+            .huge
+            .expire(now, self.purge_delay_ms, force)
+            .unmap_now();
         self.huge_cached -= expired;
         self.reserved -= expired;
         self.mapped -= expired;

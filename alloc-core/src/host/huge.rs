@@ -13,7 +13,14 @@
 //! wrong size is resized with mremap, which keeps its pages: growing moves them (without
 //! copying) into a fresh aligned reservation, shrinking drops the tail. realloc of a live
 //! huge block grows the same way.
+//!
+//! The cache and the pagemap entries are the arena lock's (methods on `&mut HugeCache`,
+//! which lives in the arena); the system calls are not: [`map`], [`shrink`] and
+//! [`grow_hidden`] work on a mapping only its caller can reach, and a mapping leaving the
+//! cache comes back as an [`Unmap`] to drop after the lock (`host::huge_path` runs them in
+//! that order).
 
+use super::unmap::{Unmap, Unmaps};
 use super::{pagemap, UNIT_SIZE};
 use crate::source::os;
 use core::ptr;
@@ -26,24 +33,32 @@ pub struct Huge {
     pub len: usize,
     /// Alignment the mapping was made for.
     pub align: usize,
-    /// When it entered the cache (coarse ms).
+    /// When it entered the cache (coarse ms): what expiry goes by.
     pub freed_at: u64,
+    /// Its place in the order of entries into the cache: what eviction goes by, since
+    /// the coarse clock gives the frees of a burst one time (with `freed_at` alone, each
+    /// free of a burst into a full cache evicted the entry the one before had just put).
+    pub put_seq: u64,
     pub live: bool,
 }
 
-const CACHE_SLOTS: usize = 8;
+/// Mappings the cache holds at most.
+pub const CACHE_SLOTS: usize = 16;
 
 /// Freed huge mappings waiting for reuse, plus a free list of metadata records.
 pub struct HugeCache {
     slots: [*mut Huge; CACHE_SLOTS],
     /// Spare metadata records (each one OS page, reused).
     spare: [*mut Huge; CACHE_SLOTS],
+    /// Entries put so far (the next `put_seq`).
+    puts: u64,
 }
 
 impl HugeCache {
     pub const EMPTY: HugeCache = HugeCache {
         slots: [ptr::null_mut(); CACHE_SLOTS],
         spare: [ptr::null_mut(); CACHE_SLOTS],
+        puts: 0,
     };
 
     /// The cached mapping (aligned to `align`) closest to `len` bytes: the smallest that
@@ -68,43 +83,49 @@ impl HugeCache {
         Some(h)
     }
 
-    /// Caches a freed mapping. Returns the bytes unmapped to make room (evicting the
-    /// oldest entry when full).
+    /// Caches a freed mapping. When the cache is full, the oldest entry makes room: it is
+    /// unregistered and returned, for the caller to unmap after the lock
+    /// ([`Unmap::NONE`] when nothing was evicted).
     ///
     /// # Safety
     /// `h` is a live record of a block nobody uses any more.
-    pub unsafe fn put(&mut self, h: *mut Huge, now: u64) -> usize {
+    pub unsafe fn put(&mut self, h: *mut Huge, now: u64) -> Unmap {
         // SAFETY: h is a live record just freed by its owner.
-        unsafe { (*h).freed_at = now };
+        unsafe {
+            (*h).freed_at = now;
+            (*h).put_seq = self.puts;
+        }
+        self.puts += 1;
         if let Some(slot) = self.slots.iter_mut().find(|s| s.is_null()) {
             *slot = h;
-            return 0;
+            return Unmap::NONE;
         }
         let mut oldest = 0;
         for i in 1..CACHE_SLOTS {
             // SAFETY: all slots are live records here.
-            if unsafe { (*self.slots[i]).freed_at < (*self.slots[oldest]).freed_at } {
+            if unsafe { (*self.slots[i]).put_seq < (*self.slots[oldest]).put_seq } {
                 oldest = i;
             }
         }
         let evicted = core::mem::replace(&mut self.slots[oldest], h);
         // SAFETY: the evicted record was cached, so its block is dead.
-        unsafe { self.destroy(evicted) }
+        unsafe { self.unpublish(evicted) }
     }
 
-    /// Unmaps cached mappings older than `delay` (all when `force`); returns bytes unmapped.
-    pub fn expire(&mut self, now: u64, delay: u64, force: bool) -> usize {
-        let mut bytes = 0;
+    /// Takes out the cached mappings older than `delay` (all when `force`), unregistered,
+    /// for the caller to unmap after the lock.
+    pub fn expire(&mut self, now: u64, delay: u64, force: bool) -> Unmaps {
+        let mut gone = Unmaps::EMPTY;
         for i in 0..CACHE_SLOTS {
             let h = self.slots[i];
             // SAFETY: non-null slots are live records.
             if !h.is_null() && (force || unsafe { (*h).freed_at } + delay <= now) {
                 self.slots[i] = ptr::null_mut();
                 // SAFETY: cached records are dead blocks.
-                bytes += unsafe { self.destroy(h) };
+                gone.push(unsafe { self.unpublish(h) });
             }
         }
-        bytes
+        gone
     }
 
     /// The earliest time a cached entry expires.
@@ -117,22 +138,25 @@ impl HugeCache {
             .min()
     }
 
-    /// Maps a new huge block of `len` bytes aligned to `align`, with its record.
-    pub fn create(&mut self, len: usize, align: usize) -> Option<*mut Huge> {
-        let align = align.max(UNIT_SIZE);
-        if !pagemap::covers(0, len.checked_add(align)?) {
-            return None;
-        }
-        let base = os::map_aligned_accounted(len, align)?.as_ptr() as usize;
+    /// Registers a mapping made by [`map`] under a record: a spare one, or a fresh OS
+    /// page. Err with the mapping, for the caller to unmap after the lock, when no record
+    /// page or pagemap leaf can be had.
+    ///
+    /// # Safety
+    /// `[base, base + len)` is a mapping from [`map`] for `align`, used by nobody.
+    pub unsafe fn publish_new(
+        &mut self,
+        base: usize,
+        len: usize,
+        align: usize,
+    ) -> Result<*mut Huge, Unmap> {
+        // SAFETY: the caller's mapping, unreachable by anyone else.
+        let block = unsafe { Unmap::new(base, len) };
         let h = match self.spare.iter_mut().find(|s| !s.is_null()) {
             Some(s) => core::mem::replace(s, ptr::null_mut()),
             None => match os::map(os::OS_PAGE) {
                 Some(p) => p.as_ptr() as *mut Huge,
-                None => {
-                    // SAFETY: the mapping was just made and is unused.
-                    unsafe { os::unmap(base as *mut u8, len) };
-                    return None;
-                }
+                None => return Err(block),
             },
         };
         // SAFETY: h is an unused record (fresh page or spare).
@@ -140,91 +164,54 @@ impl HugeCache {
             h.write(Huge {
                 base,
                 len,
-                align,
+                align: align.max(UNIT_SIZE),
                 freed_at: 0,
+                put_seq: 0,
                 live: true,
             })
         };
         if !pagemap::set_one(base, h as usize | 1) {
-            // SAFETY: neither is published.
-            unsafe { os::unmap(base as *mut u8, len) };
             self.recycle(h);
-            return None;
+            return Err(block);
         }
-        Some(h)
+        // The record owns the mapping now.
+        core::mem::forget(block);
+        Ok(h)
     }
 
-    /// Resizes the mapping of `h` to `len` bytes (a multiple of the OS page), keeping its
-    /// contents up to the smaller size. Growing may move it (to an address aligned to
-    /// `align`). False, with `h` unchanged, when the address space or pagemap is short.
+    /// Removes the pagemap entry of `h` before a move ([`grow_hidden`]) frees its old
+    /// range, where another mapping may be published before `h` is shown again.
     ///
     /// # Safety
     /// `h` is a live record whose block only the caller uses.
-    pub unsafe fn resize(&mut self, h: *mut Huge, len: usize, align: usize) -> bool {
+    pub unsafe fn hide(&mut self, h: *mut Huge) {
         // SAFETY: forwarded.
-        let (base, old) = unsafe { ((*h).base, (*h).len) };
-        if len <= old {
-            // SAFETY: shrinking a mapping we own in place; the tail holds nothing we need.
-            // The base, the only unit registered, stays.
-            if len < old && unsafe { !os::remap_in_place(base as *mut u8, old, len) } {
-                return false;
-            }
-            // SAFETY: as above.
-            unsafe { (*h).len = len };
-            return true;
-        }
-        // The target is bare address space (charged to nothing): mremap charges the growth
-        // alone, and refuses it when the overcommit policy would not back it.
-        let Some(fresh) = os::reserve_space(len, align.max(UNIT_SIZE)) else {
-            return false;
-        };
-        let new = fresh.as_ptr() as usize;
-        // Map the pagemap leaf first, so that publishing cannot fail after the move.
-        if !pagemap::prepare(new) {
-            // SAFETY: the reservation was just made and is unused.
-            unsafe { os::unmap(new as *mut u8, len) };
-            return false;
-        }
-        // SAFETY: moves our own mapping onto our own fresh reservation (MREMAP_FIXED
-        // replaces it); the kernel carries the pages over without copying. On failure
-        // nothing moved.
-        let moved = unsafe {
-            libc::mremap(
-                base as *mut libc::c_void,
-                old,
-                len,
-                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                new as *mut libc::c_void,
-            )
-        };
-        if moved == libc::MAP_FAILED {
-            // SAFETY: as above.
-            unsafe { os::unmap(new as *mut u8, len) };
-            return false;
-        }
-        pagemap::clear_one(base);
-        let published = pagemap::set_one(new, h as usize | 1);
-        debug_assert!(published, "the leaf was prepared");
-        // SAFETY: as above.
-        unsafe {
-            (*h).base = new;
-            (*h).len = len;
-        }
-        true
+        pagemap::clear_one(unsafe { (*h).base });
     }
 
-    /// Unmaps a huge block and recycles its record; returns the bytes unmapped.
+    /// Publishes `h` at its base again after [`hide`](Self::hide) (and a move or not).
+    ///
+    /// # Safety
+    /// `h` is a live record whose block only the caller uses; its pagemap leaf is mapped
+    /// (it was published there before, or `grow_hidden` prepared it).
+    pub unsafe fn show(&mut self, h: *mut Huge) {
+        // SAFETY: forwarded.
+        let published = pagemap::set_one(unsafe { (*h).base }, h as usize | 1);
+        debug_assert!(published, "the leaf was mapped");
+    }
+
+    /// Unregisters a huge block and recycles its record; returns its mapping, for the
+    /// caller to unmap after the lock.
     ///
     /// # Safety
     /// `h` is a live record of a block nobody uses any more.
-    pub unsafe fn destroy(&mut self, h: *mut Huge) -> usize {
+    pub unsafe fn unpublish(&mut self, h: *mut Huge) -> Unmap {
         // SAFETY: h is a live record no longer in use by anyone.
         let (base, len) = unsafe { ((*h).base, (*h).len) };
         pagemap::clear_one(base);
-        // SAFETY: the block is dead and unpublished.
-        unsafe { os::unmap(base as *mut u8, len) };
         self.recycle(h);
-        len
+        // SAFETY: the block is dead and unpublished, and its record is gone.
+        unsafe { Unmap::new(base, len) }
     }
 
     fn recycle(&mut self, h: *mut Huge) {
@@ -234,4 +221,84 @@ impl HugeCache {
             None => unsafe { os::unmap(h as *mut u8, os::OS_PAGE) },
         }
     }
+}
+
+/// Maps a new huge block of `len` bytes aligned to `align` (at least a unit), without the
+/// arena lock: nothing but the caller knows the mapping until [`HugeCache::publish_new`].
+pub fn map(len: usize, align: usize) -> Option<usize> {
+    let align = align.max(UNIT_SIZE);
+    if !pagemap::covers(0, len.checked_add(align)?) {
+        return None;
+    }
+    Some(os::map_aligned_accounted(len, align)?.as_ptr() as usize)
+}
+
+/// Shrinks the mapping of `h` in place to `len` bytes (a multiple of the OS page); the
+/// base, the only unit registered, stays, so this needs no lock and no hiding. False, with
+/// `h` unchanged, when the kernel refuses.
+///
+/// # Safety
+/// `h` is a live record whose block only the caller uses, not being read or written;
+/// `len <= (*h).len`.
+pub unsafe fn shrink(h: *mut Huge, len: usize) -> bool {
+    // SAFETY: forwarded.
+    let (base, old) = unsafe { ((*h).base, (*h).len) };
+    debug_assert!(len <= old);
+    // SAFETY: shrinking a mapping we own in place; the tail holds nothing we need.
+    if len < old && unsafe { !os::remap_in_place(base as *mut u8, old, len) } {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { (*h).len = len };
+    true
+}
+
+/// Grows the mapping of `h` to `len` bytes (a multiple of the OS page), keeping its
+/// contents: mremap moves the pages (without copying) into a fresh reservation aligned to
+/// `align`, whose pagemap leaf it maps first, so that showing `h` there cannot fail. False,
+/// with `h` unchanged, when the address space or pagemap is short. Needs no lock.
+///
+/// # Safety
+/// `h` is a live record whose block only the caller uses, not being read or written, and
+/// is hidden ([`HugeCache::hide`]); `len > (*h).len`.
+pub unsafe fn grow_hidden(h: *mut Huge, len: usize, align: usize) -> bool {
+    // SAFETY: forwarded.
+    let (base, old) = unsafe { ((*h).base, (*h).len) };
+    debug_assert!(len > old);
+    // The target is bare address space (charged to nothing): mremap charges the growth
+    // alone, and refuses it when the overcommit policy would not back it.
+    let Some(fresh) = os::reserve_space(len, align.max(UNIT_SIZE)) else {
+        return false;
+    };
+    let new = fresh.as_ptr() as usize;
+    // Map the pagemap leaf first (lock-free: leaves are published by compare-exchange), so
+    // that publishing cannot fail after the move.
+    if !pagemap::prepare(new) {
+        // SAFETY: the reservation was just made and is unused.
+        unsafe { os::unmap(new as *mut u8, len) };
+        return false;
+    }
+    // SAFETY: moves our own mapping onto our own fresh reservation (MREMAP_FIXED
+    // replaces it); the kernel carries the pages over without copying. On failure
+    // nothing moved.
+    let moved = unsafe {
+        libc::mremap(
+            base as *mut libc::c_void,
+            old,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            new as *mut libc::c_void,
+        )
+    };
+    if moved == libc::MAP_FAILED {
+        // SAFETY: as above.
+        unsafe { os::unmap(new as *mut u8, len) };
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*h).base = new;
+        (*h).len = len;
+    }
+    true
 }

@@ -9,12 +9,14 @@ pub mod arena;
 pub mod global;
 pub mod heap;
 pub mod huge;
+pub mod huge_path;
 pub mod init;
 pub mod page;
 pub mod pagemap;
 pub mod segment;
 pub mod stats;
 pub mod tls;
+pub mod unmap;
 
 use crate::size_class::{class_of, MAX_SMALL};
 use crate::source::os::OS_PAGE;
@@ -39,9 +41,6 @@ pub const UNITS: usize = SEGMENT_SIZE / UNIT_SIZE;
 /// which mremap can resize without copying or re-faulting (big buffers in a loop, growing
 /// vectors).
 pub const LARGE_MAX: usize = 4 << 20;
-
-/// Extra bytes a reused huge mapping may carry beyond the request (see `alloc_big`).
-const HUGE_SLACK: usize = 32 << 20;
 
 /// The class for a request on the fast path, if it has one.
 #[inline(always)]
@@ -153,86 +152,7 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
             return ((*span.page).start, span.zeroed);
         }
     }
-    let Some(len) = size
-        .max(1)
-        .checked_add(OS_PAGE - 1)
-        .map(|l| l & !(OS_PAGE - 1))
-    else {
-        return (core::ptr::null_mut(), false);
-    };
-    let align = align.max(UNIT_SIZE);
-    let mut a = ARENA.lock();
-    let cached = match a.huge.take(len, align) {
-        // SAFETY: the record came out of the cache, so its block is dead and ours.
-        Some(h) => unsafe {
-            let old = (*h).len;
-            a.huge_cached -= old;
-            // A mapping bigger than the request by at most max(request, 32 MiB) is used as
-            // it is: shrinking would drop pages that the next, bigger request of a loop over
-            // varied sizes would fault back in. Beyond that slack it is shrunk.
-            let slack = len.max(HUGE_SLACK);
-            let len = if old >= len && old - len <= slack {
-                old
-            } else {
-                len
-            };
-            if a.huge.resize(h, len, align) {
-                a.mapped = a.mapped + len - old;
-                a.reserved = a.reserved + len - old;
-                a.peak_reserved = a.peak_reserved.max(a.reserved);
-                Some(h)
-            } else {
-                let gone = a.huge.destroy(h);
-                a.mapped -= gone;
-                a.reserved -= gone;
-                None
-            }
-        },
-        None => None,
-    };
-    let (h, fresh) = match cached {
-        Some(h) => (h, false),
-        None => match create_huge(&mut a, len, align) {
-            Some(h) => {
-                // SAFETY: a fresh record.
-                let l = unsafe { (*h).len };
-                a.mapped += l;
-                a.reserved += l;
-                a.peak_reserved = a.peak_reserved.max(a.reserved);
-                (h, true)
-            }
-            None => return (core::ptr::null_mut(), false),
-        },
-    };
-    // SAFETY: h is a record we now own.
-    let (base, l) = unsafe {
-        (*h).live = true;
-        ((*h).base, (*h).len)
-    };
-    a.publish();
-    drop(a);
-    stats::record_big(Big::Huge, true, l, size, fresh);
-    (base as *mut u8, fresh)
-}
-
-/// Maps a new huge block. When the kernel refuses (its overcommit policy, the address
-/// space, the map count), the cached mappings count against the same limits: they are
-/// dropped and the kernel asked once more, unless it refuses such a size outright.
-fn create_huge(a: &mut arena::Arena, len: usize, align: usize) -> Option<*mut Huge> {
-    if let Some(h) = a.huge.create(len, align) {
-        return Some(h);
-    }
-    if sys::kernel_refuses_outright(len) {
-        return None;
-    }
-    let gone = a.huge.expire(0, 0, true);
-    if gone == 0 {
-        return None;
-    }
-    a.huge_cached -= gone;
-    a.mapped -= gone;
-    a.reserved -= gone;
-    a.huge.create(len, align)
+    huge_path::alloc(size, align)
 }
 
 /// What a pointer is, as far as the pool is concerned.
@@ -339,27 +259,8 @@ unsafe fn free_other(ptr: *mut u8) {
                 stats::record_big(Big::Large, false, bytes, 0, false);
             }
         }
-        Owner::Huge(h) => {
-            let now = sys::now_ms();
-            let mut a = ARENA.lock();
-            // SAFETY: a live huge record; the block is dead now.
-            let len = unsafe {
-                (*h).live = false;
-                (*h).len
-            };
-            // SAFETY: the block was just freed by its owner.
-            let unmapped = unsafe { a.huge.put(h, now) };
-            // It is cached now; `unmapped` is the cached mapping it evicted.
-            a.huge_cached = a.huge_cached + len - unmapped;
-            a.mapped -= unmapped;
-            a.reserved -= unmapped;
-            let delay = a.purge_delay_ms;
-            a.schedule(now + delay);
-            a.maybe_purge(now, false);
-            a.publish();
-            drop(a);
-            stats::record_big(Big::Huge, false, len, 0, false);
-        }
+        // SAFETY: a live huge record; the caller's free makes the block dead.
+        Owner::Huge(h) => unsafe { huge_path::free(h) },
     }
 }
 
@@ -429,17 +330,9 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             }
             if new_size > len && align <= halign {
                 if let Some(want) = new_size.checked_next_multiple_of(OS_PAGE) {
-                    let mut a = ARENA.lock();
                     // SAFETY: the caller owns the live block; mremap carries its pages.
-                    if unsafe { a.huge.resize(h, want, halign) } {
-                        a.mapped = a.mapped + want - len;
-                        a.reserved = a.reserved + want - len;
-                        a.peak_reserved = a.peak_reserved.max(a.reserved);
-                        a.publish();
-                        drop(a);
-                        stats::record_big(Big::Huge, false, len, 0, false);
-                        stats::record_big(Big::Huge, true, want, new_size, false);
-                        // SAFETY: resize updated the record.
+                    if unsafe { huge_path::grow(h, want, halign, new_size) } {
+                        // SAFETY: grow updated the record.
                         return unsafe { (*h).base } as *mut u8;
                     }
                 }

@@ -18,9 +18,11 @@
 //! Entries are published with Release after the metadata they point to is initialised, and
 //! read with Acquire. A pointer poolside did not allocate finds 0 (or, inside the first unit
 //! of a huge mapping, a `Huge` whose base is not it), which is how foreign pointers are
-//! recognised. Every writer holds the arena lock: that is what lets [`clear_one`] drop a
-//! page of zero entries without losing an entry set meanwhile. A reader racing with the drop
-//! reads 0 before and after it.
+//! recognised. Every writer of entries holds the arena lock: that is what lets [`clear_one`]
+//! drop a page of zero entries without losing an entry set meanwhile. A reader racing with
+//! the drop reads 0 before and after it. Mapping a leaf ([`prepare`]) needs no lock: leaves
+//! are published by compare-exchange and never dropped, so the huge paths prepare one
+//! outside the lock, before a move, and set the entry under it.
 
 use super::UNIT_SHIFT;
 use crate::source::os;
