@@ -47,7 +47,11 @@ fn check(p: *mut u8, len: usize, tag: u8) {
     for off in (0..len).step_by(PAGE) {
         // SAFETY: as in fill.
         let v = unsafe { *p.add(off) };
-        assert_eq!(v, tag.wrapping_add((off / PAGE) as u8), "block {p:?} at {off}");
+        assert_eq!(
+            v,
+            tag.wrapping_add((off / PAGE) as u8),
+            "block {p:?} at {off}"
+        );
     }
 }
 
@@ -79,7 +83,10 @@ fn a_huge_free_into_a_full_cache_unmaps_the_oldest_entry() {
             assert!(!is_mapped(evicted), "evicted block {} still mapped", i - 16);
         }
     }
-    assert!(is_mapped(blocks[2]) && is_mapped(blocks[17]), "cached blocks stay mapped");
+    assert!(
+        is_mapped(blocks[2]) && is_mapped(blocks[17]),
+        "cached blocks stay mapped"
+    );
     let freed = poolside::stats_snapshot();
     let cached: usize = sizes[2..].iter().sum();
     assert_eq!(huge_mapped(&freed), huge_mapped(&base) + cached as u64);
@@ -174,7 +181,11 @@ fn threads_over_big_buffers_keep_the_huge_accounting_exact() {
             .filter(|&&(_, n)| n > LARGE_MAX)
             .map(|&(p, _)| poolside::usable_size(p as *const u8))
             .sum();
-        assert_eq!(huge_mapped(&s), huge_mapped(&base) + huge_live as u64, "{s:?}");
+        assert_eq!(
+            huge_mapped(&s),
+            huge_mapped(&base) + huge_live as u64,
+            "{s:?}"
+        );
         assert!(s.reserved_bytes <= s.mapped_bytes && s.reserved_bytes <= s.peak_reserved_bytes);
         gate.wait();
     });

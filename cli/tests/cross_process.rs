@@ -260,7 +260,10 @@ fn a_burst_is_published_without_a_flush() {
     // Freed the same way, they leave the figure: the emptied spans go back.
     w.command("unburst");
     let left = live(&snap(&dir, pid)).saturating_sub(before);
-    assert!(left <= made / 4 + (1 << 20), "{left} bytes still shown live after the burst was freed");
+    assert!(
+        left <= made / 4 + (1 << 20),
+        "{left} bytes still shown live after the burst was freed"
+    );
     println!("freed, {left} bytes of it still shown live");
     drop(w);
 }
