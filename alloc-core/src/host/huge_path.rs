@@ -191,8 +191,8 @@ pub unsafe fn free(h: *mut Huge) {
 }
 
 /// Grows the live huge block of `h` in its mapping to `want` bytes (a multiple of the OS
-/// page, for a request of `size`), which mremap may move to an address aligned to `align`; false, with the block
-/// unchanged, when the kernel refuses. The block is hidden from the pagemap during the
+/// page, for a request of `size`), which mremap may move to an address aligned to
+/// `align`; false, with the block unchanged, when the kernel refuses. The block is hidden from the pagemap during the
 /// move: nobody but its owner, the caller, may name it meanwhile.
 ///
 /// # Safety
