@@ -228,11 +228,17 @@ pub unsafe fn free_with<S: SlowFree>(ptr: *mut u8) {
         // SAFETY: the page is a live span head; when its owner is this thread's heap the
         // block is ours to free locally, and the slow part runs when push_local asks.
         unsafe {
-            if (*page).heap == h {
+            let owner = (*page).heap;
+            if owner == h {
                 if heap::push_local(h, page, ptr) {
                     S::run(move || heap::free_local_slow(h, page));
                 }
                 return;
+            }
+            if owner != LARGE_OWNER && owner != CACHED_OWNER {
+                // Another thread's block: into its owner's inbox, which makes no system
+                // call (so errno needs no keeping) and needs no second lookup.
+                return free_remote(owner, ptr);
             }
         }
     }
@@ -240,6 +246,18 @@ pub unsafe fn free_with<S: SlowFree>(ptr: *mut u8) {
     S::run(move || unsafe { free_other(ptr) })
 }
 
+/// A small block owned by another heap (out of line: the fast path stays frameless).
+///
+/// # Safety
+/// `owner` is the live heap owning the live block `ptr` (heaps are never unmapped).
+#[cold]
+#[inline(never)]
+unsafe fn free_remote(owner: *mut heap::Heap, ptr: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe { heap::free_remote(owner, ptr) }
+}
+
+/// Large and huge blocks, and pointers the pool does not own.
 #[cold]
 #[inline(never)]
 unsafe fn free_other(ptr: *mut u8) {
