@@ -1,5 +1,6 @@
 //! Freed memory goes back to the OS after the purge delay (10 ms by default), and not
-//! before.
+//! before. Each test starts with a forced collect, which also sets back a delay that
+//! refaults in an earlier test lengthened (`purge_adapt.rs`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,6 +22,7 @@ fn rss_bytes() -> usize {
 #[test]
 fn freed_spans_are_purged_after_the_delay() {
     let _serial = SERIAL.lock().unwrap();
+    poolside::collect(true);
     let size = 8 << 20; // a large span from the arena
     let p = poolside::alloc(size, 8);
     assert!(!p.is_null());
@@ -52,6 +54,7 @@ fn freed_spans_are_purged_after_the_delay() {
 #[test]
 fn huge_blocks_are_cached_then_unmapped() {
     let _serial = SERIAL.lock().unwrap();
+    poolside::collect(true);
     let size = 40 << 20;
     let p = poolside::alloc(size, 8);
     // SAFETY: p holds `size` bytes.
@@ -73,6 +76,7 @@ fn huge_blocks_are_cached_then_unmapped() {
 #[test]
 fn free_parts_of_huge_pages_are_purged_after_a_longer_wait() {
     let _serial = SERIAL.lock().unwrap();
+    poolside::collect(true);
     // 1.5 MiB blocks side by side (large spans of 24 units): freeing every other one
     // leaves 2 MiB chunks partly used. Where huge pages back segments, the purge delay
     // returns only whole free chunks, and the rest after a second, longer wait (1 s);

@@ -172,7 +172,7 @@ pub unsafe fn free(h: *mut Huge) {
         (*h).len
     };
     // Expired entries first, so that they, not a recent one, make room.
-    let delay = a.purge_delay_ms;
+    let delay = a.delay(now);
     let expired = a.huge.expire(now, delay, false);
     // SAFETY: the block was just freed by its owner.
     let evicted = unsafe { a.huge.put(h, now) };

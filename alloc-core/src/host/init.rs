@@ -45,7 +45,7 @@ fn init_slow() {
     *CONFIG.lock() = cfg;
     {
         let mut arena = ARENA.lock();
-        arena.purge_delay_ms = cfg.purge_delay_ms;
+        arena.set_purge_delay(cfg.purge_delay_ms);
         // Before the first segment: every thread's first allocation waits for READY.
         arena.thp = thp_policy(cfg.huge_pages, os::thp_mode());
     }

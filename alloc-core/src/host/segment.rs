@@ -112,6 +112,12 @@ pub struct Segment {
     pub free: [u64; WORDS],
     /// Free units touched since their last purge.
     pub dirty: [u64; WORDS],
+    /// Units a timed purge returned (see [`Segment::purge_dirty`]) and not taken since:
+    /// taking one back soon after is a refault the purge delay could have saved.
+    pub purged: [u64; WORDS],
+    /// When the memory the last timed purge of this segment returned was freed (coarse
+    /// ms, about: the purge's deadline less the delay).
+    pub idle_since: u64,
     pub free_units: u32,
     /// When the dirty units should be purged (coarse ms); 0 = nothing pending.
     pub purge_at: u64,
@@ -125,6 +131,14 @@ pub struct Segment {
     pub prev: *mut Segment,
     /// Per-unit page metadata; a span's metadata is at its first unit.
     pub pages: [Page; UNITS],
+}
+
+/// What [`Segment::take`] took: units in all `n`, of which `clean` read as zero, and of
+/// those `refaulted` had been returned by a timed purge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    pub clean: usize,
+    pub refaulted: usize,
 }
 
 fn get(bits: &[u64; WORDS], i: usize) -> bool {
@@ -146,6 +160,8 @@ impl Segment {
         self.sparse = sparse;
         self.free = [u64::MAX; WORDS];
         self.dirty = [0; WORDS];
+        self.purged = [0; WORDS];
+        self.idle_since = 0;
         self.free_units = UNITS as u32;
         self.purge_at = 0;
         self.split_due = false;
@@ -161,19 +177,25 @@ impl Segment {
 
     /// First unit of a run of `n` free units, or `None`.
     pub fn find_run(&self, n: usize) -> Option<usize> {
-        self.find_run_from(n, &self.free)
+        self.find_run_from(n, &self.free, &self.free)
     }
 
     /// First unit of a run of `n` free units that starts on a dirty unit (memory freed
     /// recently and still faulted in), or `None`. Reusing those first saves page faults
     /// and keeps RSS from growing while clean units sit idle.
     pub fn find_dirty_run(&self, n: usize) -> Option<usize> {
-        self.find_run_from(n, &self.dirty)
+        self.find_run_from(n, &self.dirty, &self.free)
     }
 
-    /// First run of `n` free units whose first unit is set in `starts` (a subset of
-    /// `free`).
-    fn find_run_from(&self, n: usize, starts: &[u64; WORDS]) -> Option<usize> {
+    /// First run of `n` units all dirty (all faulted in already, so a span of the other
+    /// kind, dense or sparse, costs no more memory there than in a segment of its own).
+    pub fn find_all_dirty_run(&self, n: usize) -> Option<usize> {
+        self.find_run_from(n, &self.dirty, &self.dirty)
+    }
+
+    /// First run of `n` units set in `cont` (a subset of `free`) whose first unit is set
+    /// in `starts` (a subset of `cont`).
+    fn find_run_from(&self, n: usize, starts: &[u64; WORDS], cont: &[u64; WORDS]) -> Option<usize> {
         if n > self.free_units as usize {
             return None;
         }
@@ -190,7 +212,7 @@ impl Segment {
                 continue;
             }
             let mut len = 0;
-            while len < n && i + len < UNITS && get(&self.free, i + len) {
+            while len < n && i + len < UNITS && get(cont, i + len) {
                 len += 1;
             }
             if len == n {
@@ -206,21 +228,25 @@ impl Segment {
         first + n <= UNITS && (first..first + n).all(|u| get(&self.free, u))
     }
 
-    /// Takes units `first..first+n` out of the free set. Returns how many of them were
-    /// clean (not dirty): those become newly reserved memory that reads as zero; the others
-    /// stop being dirty.
-    pub fn take(&mut self, first: usize, n: usize) -> usize {
-        let mut clean = 0;
+    /// Takes units `first..first+n` out of the free set. The clean ones (not dirty) become
+    /// newly reserved memory that reads as zero; the others stop being dirty.
+    pub fn take(&mut self, first: usize, n: usize) -> Taken {
+        let mut t = Taken {
+            clean: 0,
+            refaulted: 0,
+        };
         for u in first..first + n {
             debug_assert!(get(&self.free, u));
             if !get(&self.dirty, u) {
-                clean += 1;
+                t.clean += 1;
+                t.refaulted += get(&self.purged, u) as usize;
             }
             put(&mut self.free, u, false);
             put(&mut self.dirty, u, false);
+            put(&mut self.purged, u, false);
         }
         self.free_units -= n as u32;
-        clean
+        t
     }
 
     /// Returns units `first..first+n` to the free set, dirty, and unmaps them from the
@@ -252,11 +278,15 @@ impl Segment {
     }
 
     /// Calls `purge(addr, len)` for every run of dirty units and marks them clean; with
-    /// `whole_chunks`, only those of chunks entirely free (see the module docs). Returns
-    /// the bytes purged.
+    /// `whole_chunks`, only those of chunks entirely free (see the module docs). A purge
+    /// the delay timed (not one that memory pressure or a forced collect made) passes
+    /// `timed`, when the memory it returns was freed: it marks the units `purged` and
+    /// records that time, so that [`Segment::take`] can tell a refault from growth.
+    /// Returns the bytes purged.
     pub fn purge_dirty(
         &mut self,
         whole_chunks: bool,
+        timed: Option<u64>,
         mut purge: impl FnMut(usize, usize),
     ) -> usize {
         let mut take = self.dirty;
@@ -277,11 +307,15 @@ impl Segment {
             let start = u;
             while u < UNITS && get(&take, u) {
                 put(&mut self.dirty, u, false);
+                put(&mut self.purged, u, timed.is_some());
                 u += 1;
             }
             let len = (u - start) * UNIT_SIZE;
             purge(self.base + start * UNIT_SIZE, len);
             total += len;
+        }
+        if let Some(t) = timed.filter(|_| total > 0) {
+            self.idle_since = t;
         }
         total
     }
@@ -313,9 +347,9 @@ mod tests {
     fn runs_are_found_and_taken() {
         let mut s = seg();
         assert_eq!(s.find_run(1), Some(0));
-        assert_eq!(s.take(0, 3), 3);
+        assert_eq!(s.take(0, 3).clean, 3);
         assert_eq!(s.find_run(1), Some(3));
-        assert_eq!(s.take(3, 61), 61);
+        assert_eq!(s.take(3, 61).clean, 61);
         assert_eq!(s.find_run(2), Some(64));
         s.give_back(1, 1);
         assert_eq!(s.find_run(1), Some(1));
@@ -325,18 +359,37 @@ mod tests {
     }
 
     #[test]
+    fn units_a_timed_purge_returned_are_refaults_when_taken_again() {
+        let mut s = seg();
+        s.take(0, 8);
+        s.give_back(0, 8);
+        assert_eq!(s.purge_dirty(false, Some(70), |_, _| {}), 8 * UNIT_SIZE);
+        assert_eq!(s.idle_since, 70);
+        // Units 0..8 come back from the timed purge, 8..10 were never used.
+        let t = s.take(0, 10);
+        assert_eq!((t.clean, t.refaulted), (10, 8));
+        s.give_back(0, 10);
+        assert_eq!(s.take(0, 10).refaulted, 0, "dirty units are no refault");
+        s.give_back(0, 10);
+        // A purge for memory pressure or a forced collect is not the delay's doing.
+        s.purge_dirty(false, None, |_, _| {});
+        assert_eq!(s.take(0, 10).refaulted, 0);
+        assert_eq!(s.idle_since, 70);
+    }
+
+    #[test]
     fn dirty_units_are_not_clean_when_retaken_and_purge_cleans_them() {
         let mut s = seg();
         s.take(10, 4);
         s.give_back(10, 4);
-        assert_eq!(s.take(9, 6), 2, "units 10..14 were dirty");
+        assert_eq!(s.take(9, 6).clean, 2, "units 10..14 were dirty");
         s.give_back(9, 6);
         let mut calls = std::vec::Vec::new();
-        let purged = s.purge_dirty(false, |a, l| calls.push((a, l)));
+        let purged = s.purge_dirty(false, None, |a, l| calls.push((a, l)));
         assert_eq!(purged, 6 * UNIT_SIZE);
         assert_eq!(calls, [(s.base + 9 * UNIT_SIZE, 6 * UNIT_SIZE)]);
         assert!(s.is_empty_and_clean());
-        assert_eq!(s.take(9, 6), 6);
+        assert_eq!(s.take(9, 6).clean, 6);
     }
 
     #[test]
@@ -356,7 +409,7 @@ mod tests {
         s.take(4 * chunk + 3, 2);
         s.give_back(4 * chunk + 3, 2);
         let mut calls = std::vec::Vec::new();
-        let purged = s.purge_dirty(true, |a, l| calls.push((a, l)));
+        let purged = s.purge_dirty(true, None, |a, l| calls.push((a, l)));
         let base = s.base;
         let at = |u: usize| base + u * UNIT_SIZE;
         assert_eq!(
@@ -371,11 +424,11 @@ mod tests {
         // The last unit of chunk 0 freed: now it goes, not chunk 1.
         s.give_back(0, 1);
         calls.clear();
-        s.purge_dirty(true, |a, l| calls.push((a, l)));
+        s.purge_dirty(true, None, |a, l| calls.push((a, l)));
         assert_eq!(calls, [(at(0), 5 * UNIT_SIZE)]);
         // Pressure (the arena's trim) splits chunk 1.
         calls.clear();
-        s.purge_dirty(false, |a, l| calls.push((a, l)));
+        s.purge_dirty(false, None, |a, l| calls.push((a, l)));
         assert_eq!(calls, [(at(chunk + 1), (chunk - 1) * UNIT_SIZE)]);
         assert!(!s.has_dirty());
     }
