@@ -1,11 +1,14 @@
 //! A heap's inbox: the blocks other threads free, on their way back to the owner.
 //!
 //! A bounded ring of block pointers (Vyukov's bounded queue: many freeing threads, one
-//! owner), with a lock-free stack through the blocks' first words for when the ring is
+//! owner), with lock-free stacks through the blocks' first words for when the ring is
 //! full. A stack alone is cheaper to push but slow to drain: each link was written last by
 //! the freeing thread, so the owner takes a cache miss per block, and it cannot start one
 //! before the previous one ends, since it is following the links. The ring's slots are
-//! read in order, so the owner's misses overlap.
+//! read in order, so the owner's misses overlap. For the same reason there are
+//! [`STACKS`] overflow stacks (a block's address picks one), which the owner walks side by
+//! side: the next links of all of them are loaded before any block is handed on, so
+//! their misses overlap too.
 //!
 //! Invariants: slot `i % RING` holds `seq == i` when free for the push that claims
 //! position `i`, and `seq == i + 1` once that push has published its block; the owner,
@@ -21,7 +24,7 @@
 //!
 //! A fork while another thread sits between claiming a slot and publishing it leaves the
 //! slot unpublished in the child: the child's drain stops there, the ring fills, and later
-//! frees take the overflow stack. At most `RING` blocks are never reused; nothing breaks.
+//! frees take the overflow stacks. At most `RING` blocks are never reused; nothing breaks.
 
 use crate::host::page::Block;
 use core::ptr;
@@ -29,6 +32,12 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Slots in the ring.
 const RING: usize = 16384;
+
+/// Overflow stacks. With more threads than cores the owner is often descheduled while
+/// another thread frees a whole collection it built, and the ring fills: `perf` of
+/// `benches/rust_workload.sh` (8 threads on 2 vCPUs) put 36% of all samples on the one
+/// load of the next link in a single stack's walk.
+const STACKS: usize = 8;
 
 #[repr(C)]
 struct Slot {
@@ -41,13 +50,20 @@ struct Slot {
 pub struct Inbox {
     /// Next position to claim (freeing threads).
     tail: AtomicUsize,
-    /// Blocks freed while the ring was full (a Treiber stack).
-    overflow: AtomicPtr<Block>,
-    _pad: [u8; 48],
+    _pad0: [u8; 56],
+    /// Blocks freed while the ring was full (Treiber stacks; [`stack_of`] picks one).
+    overflow: [AtomicPtr<Block>; STACKS],
     /// Next position to take (the owner only; atomic so that no `&mut` is ever needed).
     head: AtomicUsize,
     _pad2: [u8; 56],
     slots: [Slot; RING],
+}
+
+/// The overflow stack a block goes to: a multiplicative hash of its address, so that
+/// neighbouring blocks of a page spread over the stacks.
+#[inline(always)]
+fn stack_of(b: *mut Block) -> usize {
+    (b as usize >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - STACKS.ilog2())
 }
 
 impl Slot {
@@ -96,14 +112,12 @@ impl Inbox {
     }
 
     fn push_overflow(&self, b: *mut Block) {
-        let mut head = self.overflow.load(Ordering::Relaxed);
+        let stack = &self.overflow[stack_of(b)];
+        let mut head = stack.load(Ordering::Relaxed);
         loop {
             // SAFETY: the block is the caller's to write until the push succeeds.
             unsafe { (*b).next = head };
-            match self
-                .overflow
-                .compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed)
-            {
+            match stack.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(h) => head = h,
             }
@@ -114,7 +128,10 @@ impl Inbox {
     pub fn has_blocks(&self) -> bool {
         let head = self.head.load(Ordering::Relaxed);
         self.slots[head % RING].seq(head % RING, Ordering::Relaxed) == head.wrapping_add(1)
-            || !self.overflow.load(Ordering::Relaxed).is_null()
+            || self
+                .overflow
+                .iter()
+                .any(|s| !s.load(Ordering::Relaxed).is_null())
     }
 
     /// Calls `f` on every block published so far.
@@ -135,16 +152,33 @@ impl Inbox {
             f(b);
         }
         self.head.store(head, Ordering::Relaxed);
-        if self.overflow.load(Ordering::Relaxed).is_null() {
-            return;
+        let mut cur = [ptr::null_mut::<Block>(); STACKS];
+        let mut any = false;
+        for (c, s) in cur.iter_mut().zip(&self.overflow) {
+            if !s.load(Ordering::Relaxed).is_null() {
+                *c = s.swap(ptr::null_mut(), Ordering::Acquire);
+                any = true;
+            }
         }
-        let mut b = self.overflow.swap(ptr::null_mut(), Ordering::Acquire);
-        while !b.is_null() {
-            // SAFETY: blocks on the stack are live and were handed to us; the Acquire swap
-            // makes their links visible.
-            let next = unsafe { (*b).next };
-            f(b);
-            b = next;
+        while any {
+            // Every stack's next link first (independent loads), then the blocks: `f` may
+            // overwrite a block's first word.
+            let mut next = [ptr::null_mut::<Block>(); STACKS];
+            for (n, &b) in next.iter_mut().zip(&cur) {
+                if !b.is_null() {
+                    // SAFETY: blocks on the stacks are live and were handed to us; the
+                    // Acquire swap makes their links visible.
+                    *n = unsafe { (*b).next };
+                }
+            }
+            any = false;
+            for (&b, &n) in cur.iter().zip(&next) {
+                if !b.is_null() {
+                    f(b);
+                }
+                any |= !n.is_null();
+            }
+            cur = next;
         }
     }
 }
@@ -161,13 +195,13 @@ mod tests {
     }
 
     /// Every block pushed by several threads comes out exactly once, through the ring and
-    /// through the overflow stack (the owner drains slowly, so the ring fills).
+    /// through the overflow stacks (the owner drains slowly, so the ring fills).
     #[test]
     fn every_block_arrives_once() {
         const THREADS: usize = 4;
         const PER: usize = 20_000;
         let inbox = new_inbox();
-        // Blocks: one word each, so the overflow stack can link through them.
+        // Blocks: one word each, so the overflow stacks can link through them.
         let mut blocks: Vec<u64> = std::vec![0; THREADS * PER];
         let base = blocks.as_mut_ptr() as usize;
         let mut seen = std::vec![0u8; THREADS * PER];
@@ -199,10 +233,12 @@ mod tests {
     }
 
     #[test]
-    fn a_full_ring_spills_to_the_stack_in_order_of_arrival() {
+    fn a_full_ring_spills_to_the_stacks_and_every_block_comes_back() {
+        // Enough to leave the stacks of unequal lengths, which are walked side by side.
+        const SPILL: usize = 1000;
         let inbox = new_inbox();
-        let mut blocks: Vec<u64> = std::vec![0; RING + 10];
-        let ptrs: Vec<*mut Block> = (0..RING + 10)
+        let mut blocks: Vec<u64> = std::vec![0; RING + SPILL];
+        let ptrs: Vec<*mut Block> = (0..RING + SPILL)
             .map(|i| (&mut blocks[i]) as *mut u64 as *mut Block)
             .collect();
         for &p in &ptrs {
@@ -212,12 +248,17 @@ mod tests {
         let mut out = Vec::new();
         // SAFETY: single-threaded test: we are the owner.
         unsafe { inbox.drain(|b| out.push(b)) };
-        assert_eq!(out.len(), RING + 10);
-        // The ring gives back its blocks in order; the overflow stack the rest, newest first.
+        assert_eq!(out.len(), RING + SPILL);
+        // The ring gives back its blocks in order; the overflow stacks the rest.
         assert_eq!(&out[..RING], &ptrs[..RING]);
         let mut spilled: Vec<_> = out[RING..].to_vec();
-        spilled.reverse();
+        spilled.sort();
         assert_eq!(&spilled[..], &ptrs[RING..]);
+        let mut per_stack = [0; STACKS];
+        for &b in &spilled {
+            per_stack[stack_of(b)] += 1;
+        }
+        assert!(per_stack.iter().all(|&n| n > 0), "{per_stack:?}");
         // A second lap reuses the slots.
         inbox.push(ptrs[0]);
         let mut again = Vec::new();
