@@ -74,7 +74,7 @@ fn retry(size: usize, align: usize, zeroed: bool) -> *mut c_void {
 /// case runs without a stack frame.
 #[inline(always)]
 pub fn alloc_natural(size: usize) -> *mut c_void {
-    let p = host::alloc_fast(size, natural_align(size));
+    let p = host::alloc_fast_natural(size);
     if !p.is_null() {
         return p as *mut c_void;
     }

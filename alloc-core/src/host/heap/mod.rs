@@ -42,8 +42,11 @@ use lists::{full_push, full_unlink, push_back, push_front, unlink};
 /// single spare slot instead, so a thread holds at most one empty big span.
 const KEEP_EMPTY_MAX: usize = 128 * 1024;
 
-/// Bytes carved onto a free list at a time (at least one block).
-const EXTEND_BYTES: usize = 16 * 1024;
+/// Bytes carved onto a free list at a time (at least one block). 4 KiB, as mimalloc: with
+/// 16 KiB, glibc-thread (4 B to 4 KiB over 1024 slots) held 3.4-3.8 MB against 2.3-2.6,
+/// and callgrind's cache model counted 2.8x its L1 data misses (842,000 against 301,000
+/// for 1 million iterations), carving links into lines it did not need yet.
+const EXTEND_BYTES: usize = 4 * 1024;
 
 /// One size class of a heap.
 ///
