@@ -22,7 +22,7 @@ struct set {
     char *blocks[];
 };
 
-struct inbox {
+static struct inbox {
     pthread_mutex_t lock;
     struct set *head;
 } inboxes[MAX_THREADS];
