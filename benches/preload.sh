@@ -48,7 +48,7 @@ args_false_sharing="2 $(s 2000) 20000 8"
 args_churn="2 $(s 6000000) 20000"
 args_big_buffers="$(s 2000) 2"
 args_large_threads="4 $(s 10000) 3"
-# The classic benchmarks, each about 1 s under glibc at scale 1 (see the top of each file).
+# The classic benchmarks, 0.4-1.5 s each under glibc at scale 1 (see the top of each file).
 args_xmalloc_test="2 2 $(s 3000000) 0"
 args_glibc_simple="$(s 300000)"
 args_glibc_thread="2 $(s 30000000) 1024 4096"
