@@ -195,6 +195,23 @@ static void calloc_zeroes(void) {
     }
 }
 
+/* Every block is aligned for any object of its size (glibc's guarantee): 16 bytes above
+ * 8, 8 up to 8. malloc and calloc reach it through the size, without a branch. */
+static void natural_alignment(void) {
+    for (size_t s = 0; s <= 300; s++) {
+        void *m = malloc(s), *c = calloc(1, s), *c2 = calloc(s, 3);
+        size_t want = s > 8 ? 16 : 8, want3 = 3 * s > 8 ? 16 : 8;
+        CHECK(m != NULL && (uintptr_t)m % want == 0 && malloc_usable_size(m) >= s);
+        CHECK(c != NULL && (uintptr_t)c % want == 0 && malloc_usable_size(c) >= s);
+        CHECK(c2 != NULL && (uintptr_t)c2 % want3 == 0 && malloc_usable_size(c2) >= 3 * s);
+        check_fill(c, s, 0);
+        check_fill(c2, 3 * s, 0);
+        free(m);
+        free(c);
+        free(c2);
+    }
+}
+
 static void free_preserves_errno(void) {
     size_t sizes[] = {1, 100, 5000, 300000, 2u << 20, 64u << 20};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
@@ -313,6 +330,7 @@ int main(int argc, char **argv) {
     realloc_rules();
     alignments();
     calloc_zeroes();
+    natural_alignment();
     free_preserves_errno();
     usable_size_exact();
     aliases();
