@@ -8,7 +8,7 @@
 
 use super::huge::HugeCache;
 use super::page::{Page, IN_USE};
-use super::segment::{Segment, Thp, SPARSE_UNITS};
+use super::segment::{Cutoff, Segment, Thp, SPARSE_UNITS};
 use super::{stats, SEGMENT_SIZE, UNITS, UNIT_SIZE};
 use crate::source::{os, MemorySource};
 use crate::sys::{self, SpinLock};
@@ -59,9 +59,9 @@ unsafe impl Send for Arena {}
 /// peak of live bytes, a free purges the longest-quiet segments at once (`trim`).
 const DIRTY_MIN: usize = 32 << 20;
 
-/// How long the free units of a partly used huge page wait, at least, after the purge
-/// delay returned the segment's whole free huge pages: splitting a huge page for them pays
-/// only once the program has stopped freeing into the segment for this long.
+/// How long a free unit of a partly used huge page waits, at least, before it is purged
+/// (the purge delay returns whole free huge pages sooner): splitting a huge page for it
+/// pays only once it has been free this long.
 const SPLIT_DELAY_MS: u64 = 1000;
 
 /// Bytes of spans and large blocks in use beyond which a deferred huge-page advice
@@ -219,8 +219,7 @@ impl Arena {
         // SPARSE_UNITS: under benches/c/churn.c, counting those kept 40 MB more resident
         // and saved 6% of the faults).
         if taken.refaulted > 0 && units < SPARSE_UNITS {
-            let since = s.idle_since;
-            self.refaulted(now, since);
+            self.refaulted(now, taken.freed_at);
         }
         self.note_live(now);
         let page: *mut Page = &mut s.pages[first];
@@ -245,20 +244,19 @@ impl Arena {
         let s = unsafe { &mut *seg };
         // SAFETY: page is a live span head.
         let (first, units) = unsafe { (s.unit_of((*page).start as usize), (*page).units as usize) };
-        s.give_back(first, units);
-        self.dirty += units * UNIT_SIZE;
-        // A segment's dirty units are purged one delay after the first free since its last
-        // purge: later frees do not push the deadline back. (They did, so that memory freed
-        // a moment ago stayed for the next allocation. But a segment that kept getting frees
-        // was never purged then, and under churn the dirty units stayed resident up to the
-        // dirty cap: benches/c/churn.c peaked at 135 MB, against 99 MB now and mimalloc's
-        // 106, for 2,400 madvise calls instead of 60; BENCHMARKS.md.) A free after the
-        // first deadline, while partly used huge pages wait (`split_due`), starts over.
         let now = sys::now_ms();
-        if s.purge_at == 0 || s.split_due {
-            s.purge_at = now + self.delay(now);
+        s.give_back(first, units, now);
+        self.dirty += units * UNIT_SIZE;
+        // Each unit waits one delay from its own free: the segment's deadline is the
+        // earliest of its units', and later frees neither push it back nor go with it.
+        // (Pushing it back, as once, kept a segment that kept getting frees from ever being
+        // purged: benches/c/churn.c peaked at 135 MB. One deadline for the whole segment,
+        // as later, purged units freed a moment before it, which the program was about to
+        // take again: benches/c/large_threads.c took 250,000-330,000 faults.)
+        let at = now + self.delay(now);
+        if s.purge_at == 0 || at < s.purge_at {
+            s.purge_at = at;
         }
-        s.split_due = false;
         self.next_purge = self.next_purge.min(s.purge_at);
         if self.dirty > self.dirty_cap(now) {
             self.trim();
@@ -389,36 +387,32 @@ impl Arena {
             let s = unsafe { &mut *seg };
             let following = s.next;
             if force || (s.purge_at != 0 && s.purge_at <= now) {
-                // The first deadline returns whole free huge pages; the free units of
-                // partly used ones wait for a second, longer one (split_due), unless a
-                // free into the segment starts over, the dirty cap needs them first, or a
-                // collect forces them out.
-                let whole = self.thp.whole_chunks && !s.sparse && !force && !s.split_due;
+                // Units that have waited the delay go; where huge pages may back the
+                // segment, those of partly used huge pages wait longer (SPLIT_DELAY_MS),
+                // unless the dirty cap needs them first or a collect forces them out.
+                let whole = self.thp.whole_chunks && !s.sparse;
+                let wait = Cutoff {
+                    free_chunk: delay,
+                    used_chunk: delay.max(SPLIT_DELAY_MS),
+                };
+                let cut = if force {
+                    Cutoff::ALL
+                } else {
+                    Cutoff {
+                        free_chunk: now.saturating_sub(wait.free_chunk),
+                        used_chunk: now.saturating_sub(wait.used_chunk),
+                    }
+                };
                 // SAFETY: dirty units are free: no live data.
-                // When the memory was freed: one delay before the first deadline, or the
-                // previous purge before a second one.
-                let wait = if s.split_due {
-                    delay.max(SPLIT_DELAY_MS)
-                } else {
-                    delay
-                };
-                let timed = if force {
-                    None
-                } else {
-                    Some(s.purge_at.saturating_sub(wait))
-                };
-                let bytes =
-                    s.purge_dirty(whole, timed, |a, l| unsafe { os::purge(a as *mut u8, l) });
+                let bytes = s.purge_dirty(whole, cut, !force, |a, l| unsafe {
+                    os::purge(a as *mut u8, l)
+                });
                 self.dirty -= bytes;
                 self.reserved -= bytes;
                 self.purged += bytes;
-                if s.has_dirty() {
-                    s.split_due = true;
-                    s.purge_at = now + delay.max(SPLIT_DELAY_MS);
+                s.purge_at = s.next_due(whole, wait);
+                if s.purge_at != 0 {
                     next = next.min(s.purge_at);
-                } else {
-                    s.split_due = false;
-                    s.purge_at = 0;
                 }
             } else if s.purge_at != 0 {
                 next = next.min(s.purge_at);
@@ -499,12 +493,13 @@ impl Arena {
             // SAFETY: as above.
             let s = unsafe { &mut *oldest };
             // SAFETY: dirty units are free: no live data.
-            let bytes = s.purge_dirty(false, None, |a, l| unsafe { os::purge(a as *mut u8, l) });
+            let bytes = s.purge_dirty(false, Cutoff::ALL, false, |a, l| unsafe {
+                os::purge(a as *mut u8, l)
+            });
             self.dirty -= bytes;
             self.reserved -= bytes;
             self.purged += bytes;
             s.purge_at = 0;
-            s.split_due = false;
         }
     }
 

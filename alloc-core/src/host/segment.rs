@@ -11,10 +11,10 @@
 //! purge works in whole chunks: a chunk is purged once all of it is free. A partly used
 //! chunk keeps its dirty units (purging them would split its huge page, and the next
 //! round of the program would fault them back 4 KiB at a time) until the rest of it is
-//! freed, a second, longer deadline passes with no free into the segment (the arena's
-//! `SPLIT_DELAY_MS`), the arena's dirty cap needs the room, or a forced collect. That is
-//! the hysteresis: the purge delay returns whole huge pages; only a long quiet spell or
-//! memory pressure splits one (TCMalloc's hugepage-aware allocator, likewise, subreleases
+//! freed, they have been free for a longer wait (the arena's `SPLIT_DELAY_MS`), the
+//! arena's dirty cap needs the room, or a forced collect. That is the hysteresis: the
+//! purge delay returns whole huge pages; only a long quiet spell or memory pressure
+//! splits one (TCMalloc's hugepage-aware allocator, likewise, subreleases
 //! parts of huge pages only to meet its release goals).
 
 use super::page::Page;
@@ -115,15 +115,12 @@ pub struct Segment {
     /// Units a timed purge returned (see [`Segment::purge_dirty`]) and not taken since:
     /// taking one back soon after is a refault the purge delay could have saved.
     pub purged: [u64; WORDS],
-    /// When the memory the last timed purge of this segment returned was freed (coarse
-    /// ms, about: the purge's deadline less the delay).
-    pub idle_since: u64,
+    /// When each unit was last freed (coarse ms): how long a dirty unit has waited, and
+    /// for a `purged` one, since when its memory was idle.
+    pub freed_at: [u64; UNITS],
     pub free_units: u32,
-    /// When the dirty units should be purged (coarse ms); 0 = nothing pending.
+    /// When the next dirty unit is due for its purge (coarse ms); 0 = nothing pending.
     pub purge_at: u64,
-    /// The deadline is the second one, for the free units of partly used huge pages (see
-    /// the arena's purge).
-    pub split_due: bool,
     /// The segment holds sparse spans only ([`SPARSE_UNITS`]), and no huge-page advice.
     pub sparse: bool,
     /// Links in the arena's segment list.
@@ -134,11 +131,31 @@ pub struct Segment {
 }
 
 /// What [`Segment::take`] took: units in all `n`, of which `clean` read as zero, and of
-/// those `refaulted` had been returned by a timed purge.
+/// those `refaulted` had been returned by a timed purge, the latest of them freed at
+/// `freed_at`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Taken {
     pub clean: usize,
     pub refaulted: usize,
+    pub freed_at: u64,
+}
+
+/// Which dirty units a purge takes: those freed at or before `free_chunk`, or, for units
+/// of partly used chunks when huge pages may back the segment, at or before `used_chunk`
+/// (the hysteresis of the module docs). [`Segment::next_due`] reads the same pair as
+/// waiting times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cutoff {
+    pub free_chunk: u64,
+    pub used_chunk: u64,
+}
+
+impl Cutoff {
+    /// Every dirty unit (memory pressure, a forced collect).
+    pub const ALL: Cutoff = Cutoff {
+        free_chunk: u64::MAX,
+        used_chunk: u64::MAX,
+    };
 }
 
 fn get(bits: &[u64; WORDS], i: usize) -> bool {
@@ -161,10 +178,9 @@ impl Segment {
         self.free = [u64::MAX; WORDS];
         self.dirty = [0; WORDS];
         self.purged = [0; WORDS];
-        self.idle_since = 0;
         self.free_units = UNITS as u32;
+        self.freed_at = [0; UNITS];
         self.purge_at = 0;
-        self.split_due = false;
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
     }
@@ -234,12 +250,16 @@ impl Segment {
         let mut t = Taken {
             clean: 0,
             refaulted: 0,
+            freed_at: 0,
         };
         for u in first..first + n {
             debug_assert!(get(&self.free, u));
             if !get(&self.dirty, u) {
                 t.clean += 1;
-                t.refaulted += get(&self.purged, u) as usize;
+                if get(&self.purged, u) {
+                    t.refaulted += 1;
+                    t.freed_at = t.freed_at.max(self.freed_at[u]);
+                }
             }
             put(&mut self.free, u, false);
             put(&mut self.dirty, u, false);
@@ -249,13 +269,14 @@ impl Segment {
         t
     }
 
-    /// Returns units `first..first+n` to the free set, dirty, and unmaps them from the
-    /// pagemap (a stale pointer into them is then foreign).
-    pub fn give_back(&mut self, first: usize, n: usize) {
+    /// Returns units `first..first+n` to the free set, dirty since `now`, and unmaps them
+    /// from the pagemap (a stale pointer into them is then foreign).
+    pub fn give_back(&mut self, first: usize, n: usize, now: u64) {
         pagemap::set(self.base + (first << UNIT_SHIFT), n << UNIT_SHIFT, 0);
         for u in first..first + n {
             put(&mut self.free, u, true);
             put(&mut self.dirty, u, true);
+            self.freed_at[u] = now;
         }
         self.pages[first] = Page::EMPTY;
         self.free_units += n as u32;
@@ -277,24 +298,24 @@ impl Segment {
         true
     }
 
-    /// Calls `purge(addr, len)` for every run of dirty units and marks them clean; with
-    /// `whole_chunks`, only those of chunks entirely free (see the module docs). A purge
-    /// the delay timed (not one that memory pressure or a forced collect made) passes
-    /// `timed`, when the memory it returns was freed: it marks the units `purged` and
-    /// records that time, so that [`Segment::take`] can tell a refault from growth.
-    /// Returns the bytes purged.
+    /// Calls `purge(addr, len)` for every run of the dirty units `cut` takes (see
+    /// [`Cutoff`]) and marks them clean; with `whole_chunks`, a unit in a partly used chunk
+    /// goes by `cut.used_chunk` and one in an entirely free chunk by `cut.free_chunk` (see
+    /// the module docs), without, by `cut.free_chunk` alone. A purge the delay timed
+    /// (`timed`; not one that memory pressure or a forced collect made) marks the units
+    /// `purged`, so that [`Segment::take`] can tell a refault from growth. Returns the
+    /// bytes purged.
     pub fn purge_dirty(
         &mut self,
         whole_chunks: bool,
-        timed: Option<u64>,
+        cut: Cutoff,
+        timed: bool,
         mut purge: impl FnMut(usize, usize),
     ) -> usize {
-        let mut take = self.dirty;
-        if whole_chunks {
-            for c in 0..UNITS / CHUNK_UNITS {
-                if chunk(&self.free, c) != 0xffff_ffff {
-                    take[c / 2] &= !(0xffff_ffff << (c % 2 * 32));
-                }
+        let mut take = [0u64; WORDS];
+        for u in 0..UNITS {
+            if get(&self.dirty, u) && self.freed_at[u] <= self.cutoff_of(u, whole_chunks, cut) {
+                put(&mut take, u, true);
             }
         }
         let mut total = 0;
@@ -307,17 +328,41 @@ impl Segment {
             let start = u;
             while u < UNITS && get(&take, u) {
                 put(&mut self.dirty, u, false);
-                put(&mut self.purged, u, timed.is_some());
+                put(&mut self.purged, u, timed);
                 u += 1;
             }
             let len = (u - start) * UNIT_SIZE;
             purge(self.base + start * UNIT_SIZE, len);
             total += len;
         }
-        if let Some(t) = timed.filter(|_| total > 0) {
-            self.idle_since = t;
-        }
         total
+    }
+
+    /// The cutoff that applies to unit `u` (see [`Segment::purge_dirty`]).
+    fn cutoff_of(&self, u: usize, whole_chunks: bool, cut: Cutoff) -> u64 {
+        if whole_chunks && chunk(&self.free, u / CHUNK_UNITS) != 0xffff_ffff {
+            cut.used_chunk
+        } else {
+            cut.free_chunk
+        }
+    }
+
+    /// When the next dirty unit is due: its free time plus `wait.free_chunk`, or plus
+    /// `wait.used_chunk` for one in a partly used chunk (with `whole_chunks`). 0 when no
+    /// unit is dirty.
+    pub fn next_due(&self, whole_chunks: bool, wait: Cutoff) -> u64 {
+        let mut due = u64::MAX;
+        for u in 0..UNITS {
+            if get(&self.dirty, u) {
+                due =
+                    due.min(self.freed_at[u].saturating_add(self.cutoff_of(u, whole_chunks, wait)));
+            }
+        }
+        if due == u64::MAX {
+            0
+        } else {
+            due
+        }
     }
 
     /// Whether some free unit is dirty.
@@ -343,6 +388,15 @@ mod tests {
         s
     }
 
+    /// A cutoff that takes units freed at or before `t` in entirely free chunks, and
+    /// none in partly used ones (the tests free units at times 1 and later).
+    fn free_chunks_up_to(t: u64) -> Cutoff {
+        Cutoff {
+            free_chunk: t,
+            used_chunk: 0,
+        }
+    }
+
     #[test]
     fn runs_are_found_and_taken() {
         let mut s = seg();
@@ -351,7 +405,7 @@ mod tests {
         assert_eq!(s.find_run(1), Some(3));
         assert_eq!(s.take(3, 61).clean, 61);
         assert_eq!(s.find_run(2), Some(64));
-        s.give_back(1, 1);
+        s.give_back(1, 1, 1);
         assert_eq!(s.find_run(1), Some(1));
         assert_eq!(s.find_run(2), Some(64));
         assert_eq!(s.find_run(UNITS), None);
@@ -359,33 +413,63 @@ mod tests {
     }
 
     #[test]
+    fn a_purge_takes_only_units_that_waited_long_enough() {
+        let mut s = seg();
+        s.take(0, 10);
+        s.give_back(0, 4, 100);
+        s.give_back(4, 6, 150);
+        let wait = Cutoff {
+            free_chunk: 10,
+            used_chunk: 1000,
+        };
+        assert_eq!(s.next_due(false, wait), 110);
+        let mut calls = std::vec::Vec::new();
+        let purged = s.purge_dirty(false, free_chunks_up_to(120), true, |a, l| {
+            calls.push((a, l))
+        });
+        assert_eq!(
+            calls,
+            [(s.base, 4 * UNIT_SIZE)],
+            "the units freed at 150 wait"
+        );
+        assert_eq!(purged, 4 * UNIT_SIZE);
+        assert_eq!(s.next_due(false, wait), 160);
+        assert_eq!(
+            s.purge_dirty(false, free_chunks_up_to(160), true, |_, _| {}),
+            6 * UNIT_SIZE
+        );
+        assert_eq!(s.next_due(false, wait), 0, "nothing dirty");
+    }
+
+    #[test]
     fn units_a_timed_purge_returned_are_refaults_when_taken_again() {
         let mut s = seg();
         s.take(0, 8);
-        s.give_back(0, 8);
-        assert_eq!(s.purge_dirty(false, Some(70), |_, _| {}), 8 * UNIT_SIZE);
-        assert_eq!(s.idle_since, 70);
+        s.give_back(0, 8, 70);
+        assert_eq!(
+            s.purge_dirty(false, Cutoff::ALL, true, |_, _| {}),
+            8 * UNIT_SIZE
+        );
         // Units 0..8 come back from the timed purge, 8..10 were never used.
         let t = s.take(0, 10);
-        assert_eq!((t.clean, t.refaulted), (10, 8));
-        s.give_back(0, 10);
+        assert_eq!((t.clean, t.refaulted, t.freed_at), (10, 8, 70));
+        s.give_back(0, 10, 80);
         assert_eq!(s.take(0, 10).refaulted, 0, "dirty units are no refault");
-        s.give_back(0, 10);
+        s.give_back(0, 10, 90);
         // A purge for memory pressure or a forced collect is not the delay's doing.
-        s.purge_dirty(false, None, |_, _| {});
+        s.purge_dirty(false, Cutoff::ALL, false, |_, _| {});
         assert_eq!(s.take(0, 10).refaulted, 0);
-        assert_eq!(s.idle_since, 70);
     }
 
     #[test]
     fn dirty_units_are_not_clean_when_retaken_and_purge_cleans_them() {
         let mut s = seg();
         s.take(10, 4);
-        s.give_back(10, 4);
+        s.give_back(10, 4, 1);
         assert_eq!(s.take(9, 6).clean, 2, "units 10..14 were dirty");
-        s.give_back(9, 6);
+        s.give_back(9, 6, 2);
         let mut calls = std::vec::Vec::new();
-        let purged = s.purge_dirty(false, None, |a, l| calls.push((a, l)));
+        let purged = s.purge_dirty(false, Cutoff::ALL, false, |a, l| calls.push((a, l)));
         assert_eq!(purged, 6 * UNIT_SIZE);
         assert_eq!(calls, [(s.base + 9 * UNIT_SIZE, 6 * UNIT_SIZE)]);
         assert!(s.is_empty_and_clean());
@@ -398,18 +482,23 @@ mod tests {
         let chunk = CHUNK_UNITS;
         // Chunk 0: one unit stays in use, 4 units freed.
         s.take(0, 5);
-        s.give_back(1, 4);
+        s.give_back(1, 4, 1);
         // Chunk 1: one unit stays in use, the 31 others freed.
         s.take(chunk, chunk);
-        s.give_back(chunk + 1, chunk - 1);
+        s.give_back(chunk + 1, chunk - 1, 1);
         // Chunks 2-3: entirely freed, one span across them: purged as one run.
         s.take(2 * chunk, 2 * chunk);
-        s.give_back(2 * chunk, 2 * chunk);
+        s.give_back(2 * chunk, 2 * chunk, 1);
         // Chunk 4: entirely free, a few units of it dirty.
         s.take(4 * chunk + 3, 2);
-        s.give_back(4 * chunk + 3, 2);
+        s.give_back(4 * chunk + 3, 2, 1);
+        let wait = Cutoff {
+            free_chunk: 10,
+            used_chunk: 1000,
+        };
+        assert_eq!(s.next_due(true, wait), 11);
         let mut calls = std::vec::Vec::new();
-        let purged = s.purge_dirty(true, None, |a, l| calls.push((a, l)));
+        let purged = s.purge_dirty(true, free_chunks_up_to(11), true, |a, l| calls.push((a, l)));
         let base = s.base;
         let at = |u: usize| base + u * UNIT_SIZE;
         assert_eq!(
@@ -421,14 +510,23 @@ mod tests {
         );
         assert_eq!(purged, (2 * chunk + 2) * UNIT_SIZE);
         assert!(s.has_dirty(), "chunks 0 and 1 keep their dirty units");
+        assert_eq!(
+            s.next_due(true, wait),
+            1001,
+            "the partly used chunks wait longer"
+        );
         // The last unit of chunk 0 freed: now it goes, not chunk 1.
-        s.give_back(0, 1);
+        s.give_back(0, 1, 20);
         calls.clear();
-        s.purge_dirty(true, None, |a, l| calls.push((a, l)));
+        s.purge_dirty(true, free_chunks_up_to(30), true, |a, l| calls.push((a, l)));
         assert_eq!(calls, [(at(0), 5 * UNIT_SIZE)]);
-        // Pressure (the arena's trim) splits chunk 1.
+        // The longer wait over, chunk 1's free units go too.
         calls.clear();
-        s.purge_dirty(false, None, |a, l| calls.push((a, l)));
+        let cut = Cutoff {
+            free_chunk: 1001,
+            used_chunk: 1001,
+        };
+        s.purge_dirty(true, cut, true, |a, l| calls.push((a, l)));
         assert_eq!(calls, [(at(chunk + 1), (chunk - 1) * UNIT_SIZE)]);
         assert!(!s.has_dirty());
     }
@@ -466,7 +564,7 @@ mod tests {
         assert_eq!(pagemap::lookup(s.base + 8 * UNIT_SIZE), 0);
         assert_eq!(s.pages[5].start as usize, s.base + 5 * UNIT_SIZE);
         assert_eq!(s.unit_of(s.base + 7 * UNIT_SIZE + 5), 7);
-        s.give_back(5, 3);
+        s.give_back(5, 3, 1);
         assert_eq!(pagemap::lookup(s.base + 6 * UNIT_SIZE), 0);
     }
 }
