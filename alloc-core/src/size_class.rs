@@ -65,6 +65,44 @@ const fn build_small_table() -> [u8; TABLE_MAX / 8 + 1] {
     t
 }
 
+/// The class of every request up to [`TABLE_MAX`] bytes at C's natural alignment (8 up
+/// to 8 bytes, 16 above), indexed by `(size + 7) / 8`: the sizes of one index, from
+/// `8 * i - 7` to `8 * i`, all round up to the same multiple of 16.
+static NATURAL_CLASSES: [u8; TABLE_MAX / 8 + 1] = build_natural_table();
+
+const fn build_natural_table() -> [u8; TABLE_MAX / 8 + 1] {
+    let mut t = [0u8; TABLE_MAX / 8 + 1];
+    let mut i = 0;
+    while i <= TABLE_MAX / 8 {
+        let (want, align) = if i <= 1 {
+            (8, 8)
+        } else {
+            ((i * 8 + 15) & !15, 16)
+        };
+        let mut c = 0;
+        while compute_size(c) < want || !compute_size(c).is_multiple_of(align) {
+            c += 1;
+        }
+        t[i] = c as u8;
+        i += 1;
+    }
+    t
+}
+
+/// The smallest class holding `size` bytes (`size <= MAX_SMALL`) at C's natural alignment:
+/// 8 for requests of up to 8 bytes, 16 above (what malloc and calloc guarantee). One load
+/// up to [`TABLE_MAX`], with no branch on which alignment applies.
+#[inline(always)]
+pub fn natural_class_of(size: usize) -> usize {
+    debug_assert!(size <= MAX_SMALL);
+    if size <= TABLE_MAX {
+        // SAFETY: size <= TABLE_MAX, so the index is at most TABLE_MAX / 8.
+        return unsafe { *NATURAL_CLASSES.get_unchecked((size + 7) >> 3) } as usize;
+    }
+    // Every class above 1 KiB is a multiple of 128 bytes.
+    class_of(size)
+}
+
 /// The smallest class holding `size` bytes (`size <= MAX_SMALL`); alignment 8.
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
@@ -118,6 +156,27 @@ pub fn class_for(size: usize, align: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn natural_classes_hold_the_size_at_its_alignment_and_no_more() {
+        let sizes = (0..=8192)
+            .chain((8192..=MAX_SMALL).step_by(977))
+            .chain([MAX_SMALL]);
+        for size in sizes {
+            let align = if size <= 8 { 8 } else { 16 };
+            let c = natural_class_of(size);
+            let bs = class_size(c);
+            assert!(
+                bs >= size.max(1) && bs.is_multiple_of(align),
+                "size {size}: class of {bs} B"
+            );
+            assert!(
+                c == 0 || class_size(c - 1) < size || !class_size(c - 1).is_multiple_of(align),
+                "size {size}: class {bs} B is not the smallest"
+            );
+            assert_eq!(Some(c), class_for(size.max(1), align), "size {size}");
+        }
+    }
 
     #[test]
     fn table_is_increasing_and_ends_at_max() {

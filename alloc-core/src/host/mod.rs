@@ -18,7 +18,7 @@ pub mod stats;
 pub mod tls;
 pub mod unmap;
 
-use crate::size_class::{class_of, MAX_SMALL};
+use crate::size_class::{class_of, natural_class_of, MAX_SMALL};
 use crate::source::os::OS_PAGE;
 use crate::stats::layout::HostSection;
 use crate::stats::{seqlock, shm};
@@ -91,18 +91,18 @@ pub fn alloc_fast(size: usize, align: usize) -> *mut u8 {
 }
 
 /// [`alloc_fast`] at C's natural alignment: 8 for requests of up to 8 bytes, 16 above
-/// (`capi`'s `natural_align`). The rounding mask is computed from the size, not chosen
-/// by a branch: most programs mix requests on both sides of 8 bytes (56% of glibc-thread's
-/// are 8 B or less), and a branch there picked between two copies of the fast path and
-/// was mispredicted about once a call (callgrind's branch model: 983,000 of 1,019,000
-/// mispredictions in that benchmark, which took 1.7x mimalloc's time).
+/// (`capi`'s `natural_align`). The class comes from one table ([`natural_class_of`]), not
+/// from a branch on which alignment applies: most programs mix requests on both sides of
+/// 8 bytes (56% of glibc-thread's are 8 B or less), and such a branch picked between two
+/// copies of the fast path and was mispredicted about once a call (callgrind's branch
+/// model: 983,000 of 1,019,000 mispredictions in that benchmark, which took 1.7x
+/// mimalloc's time).
 #[inline(always)]
 pub fn alloc_fast_natural(size: usize) -> *mut u8 {
     if size > MAX_SMALL {
         return core::ptr::null_mut();
     }
-    let mask = 7 | ((size > 8) as usize) << 3;
-    pop_current(tls::get(), class_of((size + mask) & !mask))
+    pop_current(tls::get(), natural_class_of(size))
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
