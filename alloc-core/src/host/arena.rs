@@ -481,7 +481,7 @@ impl Arena {
             while !seg.is_null() {
                 // SAFETY: live segment under the lock.
                 let s = unsafe { &*seg };
-                // Units kept for their huge page (no deadline) have waited longest.
+                // The earliest deadline first: its units have waited longest, or nearly.
                 if s.has_dirty() && (oldest.is_null() || s.purge_at < at) {
                     (oldest, at) = (seg, s.purge_at);
                 }
