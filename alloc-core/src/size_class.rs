@@ -89,6 +89,18 @@ const fn build_natural_table() -> [u8; TABLE_MAX / 8 + 1] {
     t
 }
 
+/// Entries of [`NATURAL_CLASSES`]: the slot of a request of `size <= TABLE_MAX` bytes is
+/// `(size + 7) / 8`.
+pub const NATURAL_SLOTS: usize = TABLE_MAX / 8 + 1;
+
+/// The slots whose natural class is `c`: a range, since the table never decreases (empty
+/// for classes no slot has).
+pub fn natural_slots_of(c: usize) -> core::ops::Range<usize> {
+    let lo = NATURAL_CLASSES.partition_point(|&k| (k as usize) < c);
+    let hi = NATURAL_CLASSES.partition_point(|&k| (k as usize) <= c);
+    lo..hi
+}
+
 /// The smallest class holding `size` bytes (`size <= MAX_SMALL`) at C's natural alignment:
 /// 8 for requests of up to 8 bytes, 16 above (what malloc and calloc guarantee). One load
 /// up to [`TABLE_MAX`], with no branch on which alignment applies.
@@ -176,6 +188,18 @@ mod tests {
             );
             assert_eq!(Some(c), class_for(size.max(1), align), "size {size}");
         }
+    }
+
+    #[test]
+    fn natural_slots_cover_each_slot_once() {
+        let mut seen = [0u8; NATURAL_SLOTS];
+        for c in 0..NUM_CLASSES {
+            for w in natural_slots_of(c) {
+                assert_eq!(natural_class_of(w * 8), c);
+                seen[w] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the current page at its head) and the full list (pages with no free block). Both are
 //! doubly linked through the pages' `next`/`prev`; an empty bin list holds the sentinel.
 
-use super::{sentinel, Heap};
+use super::{sentinel, set_current, Heap};
 use crate::host::page::{Page, IN_USE};
 use core::ptr;
 
@@ -23,7 +23,7 @@ pub unsafe fn push_front(heap: *mut Heap, c: usize, page: *mut Page) {
             (*page).next = head;
             (*head).prev = page;
         }
-        bin.page = page;
+        set_current(heap, c, page);
         debug_assert!((*page).flags & IN_USE != 0);
     }
 }
@@ -35,16 +35,15 @@ pub unsafe fn push_front(heap: *mut Heap, c: usize, page: *mut Page) {
 pub unsafe fn push_back(heap: *mut Heap, c: usize, page: *mut Page) {
     // SAFETY: list manipulation on this thread's heap and pages.
     unsafe {
-        let bin = &mut (*heap).bins[c];
-        let tail = bin.tail;
+        let tail = (*heap).bins[c].tail;
         (*page).next = ptr::null_mut();
         (*page).prev = tail;
         if tail.is_null() {
-            bin.page = page;
+            set_current(heap, c, page);
         } else {
             (*tail).next = page;
         }
-        bin.tail = page;
+        (*heap).bins[c].tail = page;
     }
 }
 
@@ -55,15 +54,14 @@ pub unsafe fn push_back(heap: *mut Heap, c: usize, page: *mut Page) {
 pub unsafe fn unlink(heap: *mut Heap, c: usize, page: *mut Page) {
     // SAFETY: list manipulation on this thread's heap and pages.
     unsafe {
-        let bin = &mut (*heap).bins[c];
         let (prev, next) = ((*page).prev, (*page).next);
         if prev.is_null() {
-            bin.page = if next.is_null() { sentinel() } else { next };
+            set_current(heap, c, if next.is_null() { sentinel() } else { next });
         } else {
             (*prev).next = next;
         }
         if next.is_null() {
-            bin.tail = prev;
+            (*heap).bins[c].tail = prev;
         } else {
             (*next).prev = prev;
         }

@@ -32,7 +32,9 @@ use super::arena::ARENA;
 use super::page::{Block, Page, FULL, KEEP_EMPTY};
 use super::stats::LocalCounters;
 use super::{pagemap, UNIT_SIZE};
-use crate::size_class::{class_size, NUM_CLASSES};
+use crate::size_class::{
+    class_size, natural_class_of, natural_slots_of, NATURAL_SLOTS, NUM_CLASSES,
+};
 use core::cell::UnsafeCell;
 use core::ptr;
 use counters::{count_event, count_moved, count_pops, fold_if_moved, sample_refill, tick};
@@ -85,6 +87,11 @@ const _: () = assert!(core::mem::offset_of!(Bin, page) == 32);
 #[repr(C)]
 pub struct Heap {
     pub bins: [Bin; NUM_CLASSES],
+    /// The current page of the natural class of each request up to 1 KiB, by slot
+    /// (`size_class::natural_class_of`): what C's malloc reads in one load, where the
+    /// class and then its bin took two (mimalloc's `pages_free_direct`). Always equal to
+    /// `bins[natural class].page`: only [`set_current`] writes either.
+    pub direct: [*mut Page; NATURAL_SLOTS],
     /// One empty span of a big class, kept for the next big allocation.
     spare: *mut Page,
     /// Slow-path events since the clock was last read.
@@ -104,6 +111,34 @@ pub struct Heap {
     spans: spans::SpanCache,
     /// Blocks freed by other threads (cache-line aligned: the freeing threads write it).
     pub inbox: inbox::Inbox,
+}
+
+/// Makes `page` the current page of class `c` (the sentinel when the class has none), in
+/// its bin and in the direct slots of the class.
+///
+/// # Safety
+/// `heap` is a live heap that only the caller touches (its thread, or the pool lock's
+/// holder for a parked one).
+#[inline]
+pub unsafe fn set_current(heap: *mut Heap, c: usize, page: *mut Page) {
+    // SAFETY: forwarded; the slots of a class lie inside `direct`.
+    unsafe {
+        (*heap).bins[c].page = page;
+        for w in natural_slots_of(c) {
+            *(*heap).direct.get_unchecked_mut(w) = page;
+        }
+    }
+}
+
+/// Whether every direct slot holds its natural class's current page (for tests).
+///
+/// # Safety
+/// As for [`set_current`].
+pub unsafe fn direct_slots_agree(heap: *mut Heap) -> bool {
+    // SAFETY: forwarded.
+    unsafe {
+        (0..NATURAL_SLOTS).all(|w| (*heap).direct[w] == (*heap).bins[natural_class_of(w * 8)].page)
+    }
 }
 
 struct Sentinel(UnsafeCell<Page>);

@@ -4,7 +4,7 @@
 //! flat. Blocks that other threads free to a parked heap are reclaimed by whoever holds
 //! the pool lock next on a slow path.
 
-use super::{drain_remote, fold, release_empty_pages, sentinel, Heap};
+use super::{drain_remote, fold, release_empty_pages, sentinel, set_current, Heap};
 use crate::host::{init, stats, tls};
 use crate::size_class::NUM_CLASSES;
 use crate::source::os;
@@ -70,7 +70,7 @@ fn new_heap() -> *mut Heap {
     // but the bins' current pages, which we point at the sentinel.
     unsafe {
         for c in 0..NUM_CLASSES {
-            (*h).bins[c].page = sentinel();
+            set_current(h, c, sentinel());
         }
     }
     h
