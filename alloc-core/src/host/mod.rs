@@ -78,25 +78,17 @@ fn pop_current(h: *mut heap::Heap, c: usize) -> *mut u8 {
     }
 }
 
-/// The fast path of [`alloc`] alone: a block from the current page of this thread's heap
-/// for the request's class, or null when that needs the slow path (no heap yet, an empty
-/// page, a large or huge request). It calls nothing, so a front end that tail-calls its
-/// slow path when this misses needs no stack frame (C's malloc: see capi/src/malloc.rs).
-#[inline(always)]
-pub fn alloc_fast(size: usize, align: usize) -> *mut u8 {
-    match fast_class(size, align) {
-        Some(c) => pop_current(tls::get(), c),
-        None => core::ptr::null_mut(),
-    }
-}
-
-/// [`alloc_fast`] at C's natural alignment: 8 for requests of up to 8 bytes, 16 above
-/// (`capi`'s `natural_align`). The class comes from one table ([`natural_class_of`]), not
-/// from a branch on which alignment applies: most programs mix requests on both sides of
-/// 8 bytes (56% of glibc-thread's are 8 B or less), and such a branch picked between two
-/// copies of the fast path and was mispredicted about once a call (callgrind's branch
-/// model: 983,000 of 1,019,000 mispredictions in that benchmark, which took 1.7x
-/// mimalloc's time).
+/// The fast path of [`alloc`] alone, at C's natural alignment (8 for requests of up to 8
+/// bytes, 16 above: `capi`'s `natural_align`): a block from the current page of this
+/// thread's heap, or null when that needs the slow path (no heap yet, an empty page, a
+/// large or huge request). It calls nothing, so a front end that tail-calls its slow path
+/// when this misses needs no stack frame (C's malloc: see capi/src/malloc.rs).
+///
+/// No branch picks the alignment: most programs mix requests on both sides of 8 bytes
+/// (56% of glibc-thread's are 8 B or less), and such a branch picked between two copies
+/// of the fast path and was mispredicted about once a call (callgrind's branch model:
+/// 983,000 of 1,019,000 mispredictions in that benchmark, which took 1.7x mimalloc's
+/// time). Above 1 KiB the class comes from [`natural_class_of`].
 ///
 /// Up to 1 KiB the page comes from the heap's direct slots (`heap::Heap::direct`), one
 /// load instead of the class and then its bin.
