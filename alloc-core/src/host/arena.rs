@@ -67,9 +67,8 @@ const SPLIT_DELAY_MS: u64 = 1000;
 /// Bytes of spans and large blocks in use beyond which a deferred huge-page advice
 /// ([`Thp::deferred`]) is given: a program that never holds more stays in 4 KiB pages.
 /// Measured under the preload (BENCHMARKS.md): at 4 MiB, CPython's test suite still had
-/// 63 MiB of RSS against 53 without huge pages and mimalloc's 52, at 64 MiB 53; the Rust
-/// workload, which holds ~150 MB, kept its CPU time (the first 64 MiB take 16,384 faults
-/// of 4 KiB, about 1% of its CPU).
+/// 63 MiB of RSS against 53 without huge pages and mimalloc's 52, at 64 MiB 53. (A Rust
+/// program's global allocator does not wait: see `segment::thp_policy`.)
 const THP_AFTER: usize = 64 << 20;
 
 /// The longest the purge delay grows to when purged memory is taken back soon after
@@ -297,7 +296,7 @@ impl Arena {
             // SAFETY: the reservation was just made by the OS source.
             unsafe { os::advise_huge(base.as_ptr(), SEGMENT_SIZE, self.thp.advice) };
         }
-        let meta = match os::map(core::mem::size_of::<Segment>()) {
+        let meta = match super::meta::alloc(core::mem::size_of::<Segment>()) {
             Some(m) => m.as_ptr() as *mut Segment,
             None => {
                 // SAFETY: the reservation was just made and is unused.
@@ -363,7 +362,7 @@ impl Arena {
         // so none is in the pagemap). A racing free of a stale pointer is a double free.
         unsafe {
             os::OS.release(NonNull::new_unchecked(s.base as *mut u8), SEGMENT_SIZE);
-            os::unmap(seg as *mut u8, core::mem::size_of::<Segment>());
+            super::meta::free(seg as *mut u8, core::mem::size_of::<Segment>());
         }
     }
 

@@ -47,7 +47,13 @@ fn init_slow() {
         let mut arena = ARENA.lock();
         arena.set_purge_delay(cfg.purge_delay_ms);
         // Before the first segment: every thread's first allocation waits for READY.
-        arena.thp = thp_policy(cfg.huge_pages, os::thp_mode());
+        arena.thp = thp_policy(
+            cfg.huge_pages,
+            os::thp_mode(),
+            super::front_end::serves_process_malloc(),
+        );
+        // Before any metadata exists: no heap or segment was made before READY.
+        super::meta::set_carving(arena.thp.eager());
     }
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: key is a valid out-parameter; the destructor has the right signature.

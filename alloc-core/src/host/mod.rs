@@ -6,11 +6,13 @@
 //! and leaves existing blocks untouched.
 
 pub mod arena;
+pub mod front_end;
 pub mod global;
 pub mod heap;
 pub mod huge;
 pub mod huge_path;
 pub mod init;
+pub mod meta;
 pub mod page;
 pub mod pagemap;
 pub mod segment;

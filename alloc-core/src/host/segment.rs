@@ -39,14 +39,15 @@ pub struct Thp {
     /// Segments may be backed by huge pages: purge in whole chunks (see the module docs).
     pub whole_chunks: bool,
     /// The advice waits until the pool holds 64 MiB (`arena::THP_AFTER`), and then goes
-    /// to every segment (`auto` in mode `madvise`): a huge page is resident whole, so a
+    /// to every segment (`auto` in mode `madvise`, where the pool is the process's malloc:
+    /// `thp_policy`): a huge page is resident whole, so a
     /// program that holds less (most of what a preload reaches: shells, tools, scripts,
     /// interpreters) keeps its footprint in 4 KiB pages, 2 to 10 MiB less than with huge
     /// pages (`perl -e 1`, a small C program, CPython's test suite), and a larger one
     /// gets them.
     pub deferred: bool,
     /// Spans of [`SPARSE_UNITS`] or more live in segments of their own that get no advice
-    /// (`auto` in mode `madvise`, with [`Thp::deferred`]): see [`SPARSE_UNITS`].
+    /// (with [`Thp::deferred`]): see [`SPARSE_UNITS`].
     pub split_sparse: bool,
 }
 
@@ -58,6 +59,12 @@ impl Thp {
         deferred: false,
         split_sparse: false,
     };
+
+    /// Every segment is advised huge pages from the start: the pool's own metadata is
+    /// then carved from huge pages too (`host::meta`).
+    pub fn eager(&self) -> bool {
+        self.advice == HugeAdvice::Huge && !self.deferred
+    }
 }
 
 /// Spans of this many units (128 KiB) or more are *sparse*: pages of blocks above 8 KiB
@@ -66,7 +73,7 @@ impl Thp {
 /// page is resident whole: one touched byte in a 2 MiB chunk costs 2 MiB. Under `auto`,
 /// sparse spans therefore take segments that get no huge-page advice, and only the dense
 /// spans of smaller blocks, whose 4 KiB pages fill as their blocks are handed out, get huge
-/// pages. On `benches/c/churn.c` (20,000 live blocks up to 1 MiB, 64 bytes of each
+/// pages (where the pool is the process's malloc: `thp_policy`). On `benches/c/churn.c` (20,000 live blocks up to 1 MiB, 64 bytes of each
 /// touched), under the preload: RSS 244-264 MB with every segment advised, 143 MB with
 /// blocks above 24 KiB unadvised (4 units), 91-94 MB with this split, as without any
 /// advice. The Rust workload pays about 5,000 more minor faults (17,000 -> 22,000) for it,
@@ -76,10 +83,17 @@ pub const SPARSE_UNITS: usize = 2;
 /// The policy for `huge_pages` (configuration) under the kernel's THP mode (`None` when
 /// /sys does not say). `auto` advises huge pages only in mode `madvise` (in `always` the
 /// kernel uses them anyway, in `never` it refuses); `never` advises against them when the
-/// mode is `always`; `always` advises them unless the mode is `never`. Only `auto`'s advice
-/// waits for the pool to grow ([`Thp::deferred`]) and spares sparse spans
-/// ([`Thp::split_sparse`]): `always` is an explicit request for every segment.
-pub fn thp_policy(cfg: HugePages, mode: Option<ThpMode>) -> Thp {
+/// mode is `always`; `always` advises them unless the mode is `never`.
+///
+/// `auto`'s advice waits for the pool to grow ([`Thp::deferred`]) and spares sparse spans
+/// ([`Thp::split_sparse`]) only where the pool is the process's malloc (`malloc_front`,
+/// see `front_end`): a preload reaches small programs, whose RSS those rules keep lean. A
+/// Rust program's `#[global_allocator]` gets the advice for every segment from the start,
+/// as the `mimalloc` crate gives it to all its memory: the Rust workload
+/// (`benches/rust_workload.sh`) takes ~28,000 minor faults with the preload's rules and
+/// ~1,600 without, at RSS still below the crate's. `always` is an explicit request for
+/// every segment.
+pub fn thp_policy(cfg: HugePages, mode: Option<ThpMode>, malloc_front: bool) -> Thp {
     let (advice, whole_chunks) = match (cfg, mode) {
         (_, Some(ThpMode::Never)) => (HugeAdvice::None, false),
         (HugePages::Auto, Some(ThpMode::Madvise)) => (HugeAdvice::Huge, true),
@@ -89,7 +103,7 @@ pub fn thp_policy(cfg: HugePages, mode: Option<ThpMode>) -> Thp {
         (HugePages::Never, _) => (HugeAdvice::None, false),
         (HugePages::Always, _) => (HugeAdvice::Huge, true),
     };
-    let deferred = cfg == HugePages::Auto && advice == HugeAdvice::Huge;
+    let deferred = cfg == HugePages::Auto && advice == HugeAdvice::Huge && malloc_front;
     Thp {
         advice,
         whole_chunks,
@@ -535,13 +549,17 @@ mod tests {
     fn thp_policy_follows_the_kernel_mode() {
         use HugeAdvice::{Huge, NoHuge, None as Leave};
         let p = |cfg, mode| {
-            let t = thp_policy(cfg, mode);
+            let t = thp_policy(cfg, mode, true);
             assert_eq!(t.deferred, cfg == HugePages::Auto && t.advice == Huge);
             assert_eq!(t.split_sparse, t.deferred);
+            // A Rust global allocator: the same advice, given at once to every segment.
+            let rust = thp_policy(cfg, mode, false);
+            assert_eq!((rust.advice, rust.whole_chunks), (t.advice, t.whole_chunks));
+            assert!(!rust.deferred && !rust.split_sparse);
             (t.advice, t.whole_chunks)
         };
         assert_eq!(p(HugePages::Auto, Some(ThpMode::Madvise)), (Huge, true));
-        assert!(thp_policy(HugePages::Auto, Some(ThpMode::Madvise)).deferred);
+        assert!(thp_policy(HugePages::Auto, Some(ThpMode::Madvise), true).deferred);
         assert_eq!(p(HugePages::Auto, Some(ThpMode::Always)), (Leave, true));
         assert_eq!(p(HugePages::Auto, Some(ThpMode::Never)), (Leave, false));
         assert_eq!(p(HugePages::Auto, None), (Leave, false));

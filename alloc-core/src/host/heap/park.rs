@@ -7,7 +7,6 @@
 use super::{drain_remote, fold, release_empty_pages, sentinel, set_current, Heap};
 use crate::host::{init, stats, tls};
 use crate::size_class::NUM_CLASSES;
-use crate::source::os;
 use crate::sys::SpinLock;
 use core::ptr;
 
@@ -61,7 +60,7 @@ pub fn thread_heap() -> *mut Heap {
 }
 
 fn new_heap() -> *mut Heap {
-    let Some(mem) = os::map(core::mem::size_of::<Heap>()) else {
+    let Some(mem) = crate::host::meta::alloc(core::mem::size_of::<Heap>()) else {
         return ptr::null_mut();
     };
     let h = mem.as_ptr() as *mut Heap;
