@@ -6,26 +6,10 @@
 //! spans: tests/tests/preload_thp.rs). Each setting runs in a child process (this test
 //! binary again), since the engine reads its configuration once.
 
+use poolside::source::os::{thp_mode, ThpMode};
 use std::process::Command;
 
 const CHILD_ENV: &str = "POOLSIDE_TEST_THP_CHILD";
-const DIR: &str = "/sys/kernel/mm/transparent_hugepage";
-
-/// The bracketed word of a THP `enabled` file.
-fn bracketed(path: &str) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let start = text.find('[')? + 1;
-    let end = start + text[start..].find(']')?;
-    Some(text[start..end].to_string())
-}
-
-/// The kernel's mode for 2 MiB pages: the per-size file unless it inherits.
-fn kernel_mode() -> Option<String> {
-    match bracketed(&format!("{DIR}/hugepages-2048kB/enabled")) {
-        Some(m) if m != "inherit" => Some(m),
-        _ => bracketed(&format!("{DIR}/enabled")),
-    }
-}
 
 /// `THPeligible` of the mapping that holds `addr`, from /proc/self/smaps.
 fn thp_eligible(addr: usize) -> Option<u32> {
@@ -79,8 +63,9 @@ fn child_reports_thp_eligibility() {
 
 #[test]
 fn segments_follow_the_kernel_mode_and_the_setting() {
-    let Some(mode) = kernel_mode() else {
-        println!("skipped: no THP mode in {DIR} (no /sys, or a kernel without THP)");
+    // The engine's own reading of /sys (tested against the files in source/os.rs).
+    let Some(mode) = thp_mode() else {
+        println!("skipped: no THP mode in /sys (no /sys, or a kernel without THP)");
         return;
     };
     let exe = std::env::current_exe().unwrap();
@@ -106,15 +91,13 @@ fn segments_follow_the_kernel_mode_and_the_setting() {
             println!("skipped: this kernel's smaps has no THPeligible field");
             return;
         }
-        let want = match (setting, mode.as_str()) {
-            (_, "never") => ["0", "0", "0", "0"],
-            ("never", _) => ["0", "0", "0", "0"],
+        let want = match (setting, mode) {
+            (_, ThpMode::Never) | ("never", _) => ["0", "0", "0", "0"],
             // auto (for a Rust program) and always in mode madvise: advised from the
             // first segment on, sparse ones too. In mode always, the kernel's own choice.
-            (_, "madvise" | "always") => ["1", "1", "1", "1"],
-            (_, m) => panic!("unexpected THP mode {m}"),
+            _ => ["1", "1", "1", "1"],
         };
-        println!("mode {mode}, huge_pages:{setting}: THPeligible dense small, grown, sparse small, grown: {seen:?}");
-        assert_eq!(seen, want, "mode {mode}, huge_pages:{setting}");
+        println!("mode {mode:?}, huge_pages:{setting}: THPeligible dense small, grown, sparse small, grown: {seen:?}");
+        assert_eq!(seen, want, "mode {mode:?}, huge_pages:{setting}");
     }
 }
