@@ -85,10 +85,11 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
     }
 }
 
-// Lock order everywhere: HEAPS, then ARENA, then STATS_LOCK.
+// Lock order everywhere: HEAPS, then ARENA, then the metadata carver, then STATS_LOCK.
 extern "C" fn fork_prepare() {
     HEAPS.raw_lock();
     ARENA.raw_lock();
+    super::meta::fork_lock();
     STATS_LOCK.raw_lock();
 }
 
@@ -96,6 +97,7 @@ extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks in this thread.
     unsafe {
         STATS_LOCK.raw_unlock();
+        super::meta::fork_unlock();
         ARENA.raw_unlock();
         HEAPS.raw_unlock();
     }
@@ -105,6 +107,7 @@ extern "C" fn fork_child() {
     // SAFETY: the child has only the forking thread, which took the locks in fork_prepare.
     unsafe {
         STATS_LOCK.raw_unlock();
+        super::meta::fork_unlock();
         ARENA.raw_unlock();
         HEAPS.raw_unlock();
     }

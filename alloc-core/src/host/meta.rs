@@ -51,6 +51,22 @@ pub fn set_carving(on: bool) {
     CARVE.store(on, Ordering::Relaxed);
 }
 
+/// Takes the carver's lock before a fork (`init`'s handlers: after ARENA, which
+/// `new_segment` holds while it calls [`alloc`], and before STATS_LOCK), so that the child
+/// does not inherit it taken by a thread it does not have.
+pub fn fork_lock() {
+    CARVER.raw_lock();
+}
+
+/// Releases the lock [`fork_lock`] took, in the parent and in the child.
+///
+/// # Safety
+/// This thread took it with [`fork_lock`] (in the child: the forking thread did).
+pub unsafe fn fork_unlock() {
+    // SAFETY: forwarded.
+    unsafe { CARVER.raw_unlock() };
+}
+
 /// `size` bytes of zeroed, page-aligned memory for metadata, or `None`.
 pub fn alloc(size: usize) -> Option<NonNull<u8>> {
     alloc_with(CARVE.load(Ordering::Relaxed), size)
