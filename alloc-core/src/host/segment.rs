@@ -40,11 +40,10 @@ pub struct Thp {
     pub whole_chunks: bool,
     /// The advice waits until the pool holds 64 MiB (`arena::THP_AFTER`), and then goes
     /// to every segment (`auto` in mode `madvise`, where the pool is the process's malloc:
-    /// `thp_policy`): a huge page is resident whole, so a
-    /// program that holds less (most of what a preload reaches: shells, tools, scripts,
-    /// interpreters) keeps its footprint in 4 KiB pages, 2 to 10 MiB less than with huge
-    /// pages (`perl -e 1`, a small C program, CPython's test suite), and a larger one
-    /// gets them.
+    /// `thp_policy`): a huge page is resident whole, so a program that holds less (most
+    /// of what a preload reaches: shells, tools, scripts, interpreters) keeps its
+    /// footprint in 4 KiB pages, 2 to 10 MiB less than with huge pages (`perl -e 1`, a
+    /// small C program, CPython's test suite), and a larger one gets them.
     pub deferred: bool,
     /// Spans of [`SPARSE_UNITS`] or more live in segments of their own that get no advice
     /// (with [`Thp::deferred`]): see [`SPARSE_UNITS`].
@@ -73,11 +72,12 @@ impl Thp {
 /// page is resident whole: one touched byte in a 2 MiB chunk costs 2 MiB. Under `auto`,
 /// sparse spans therefore take segments that get no huge-page advice, and only the dense
 /// spans of smaller blocks, whose 4 KiB pages fill as their blocks are handed out, get huge
-/// pages (where the pool is the process's malloc: `thp_policy`). On `benches/c/churn.c` (20,000 live blocks up to 1 MiB, 64 bytes of each
-/// touched), under the preload: RSS 244-264 MB with every segment advised, 143 MB with
-/// blocks above 24 KiB unadvised (4 units), 91-94 MB with this split, as without any
-/// advice. The Rust workload pays about 5,000 more minor faults (17,000 -> 22,000) for it,
-/// with the same CPU time (BENCHMARKS.md).
+/// pages (where the pool is the process's malloc: `thp_policy`). On `benches/c/churn.c`
+/// (20,000 live blocks up to 1 MiB, 64 bytes of each touched), under the preload: RSS
+/// 244-264 MB with every segment advised, 143 MB with blocks above 24 KiB unadvised (4
+/// units), 91-94 MB with this split, as without any advice. A Rust global allocator does
+/// not split: on the Rust workload, whose big hash tables and vectors are touched whole,
+/// the split cost ~16,000 minor faults (BENCHMARKS.md).
 pub const SPARSE_UNITS: usize = 2;
 
 /// The policy for `huge_pages` (configuration) under the kernel's THP mode (`None` when
