@@ -34,8 +34,8 @@ fn reserved_memory_drains_after_growth() {
     grow_and_drop(60);
     // Non-forced collects: what the purge delay and thread exits release anyway. What may
     // stay: this thread's one empty current page per class up to 128 KiB blocks (the
-    // classes this workload touched: a few MiB), its one spare big span (at most 2 MiB)
-    // and its span cache (at most 1 MiB, `heap::spans::CACHE_BYTES`). The delay is 10 ms
+    // classes this workload touched: a few MiB), its one kept and one spare big span (at
+    // most 2 MiB each) and its span cache (at most 1 MiB, `heap::spans::CACHE_BYTES`). The delay is 10 ms
     // unless refaults during the rounds lengthened it (up to 1 s): wait up to 2.5 s.
     let mut s = poolside::stats_snapshot();
     for _ in 0..50 {

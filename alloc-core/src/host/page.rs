@@ -29,8 +29,9 @@ pub const CACHED_OWNER: *mut Heap = LARGE_OWNER.wrapping_add(1);
 pub const IN_USE: u8 = 1;
 /// Flag: a small span with no free block, unlinked from its heap's bin.
 pub const FULL: u8 = 2;
-/// Flag: a small span that stays its bin's current page when it empties (small blocks; a
-/// big one goes to the heap's spare slot instead).
+/// Flag: a small span that stays its bin's current page when it empties (every span of
+/// blocks up to 128 KiB; of bigger blocks, only the heap's one `kept` page, while the
+/// others go to its spare slot).
 pub const KEEP_EMPTY: u8 = 4;
 
 /// How many blocks of a page are handed out.

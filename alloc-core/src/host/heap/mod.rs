@@ -12,9 +12,11 @@
 //! ever has blocks on `free`: the others come back from the full list with their freed
 //! blocks on `local_free`. A page whose last block comes back is returned to the arena,
 //! unless it is the bin's current page, which is kept so that an alloc/free loop does not
-//! bounce spans through the arena lock. An idle sweep (one class per slow path) returns a
-//! kept empty page once its class has seen no allocation for a whole sweep round, so a
-//! buffer grown by realloc through many classes leaves nothing behind.
+//! bounce spans through the arena lock (above 128 KiB blocks, one such page per heap, the
+//! `kept` one; the empty page it displaces waits in the spare slot). An idle sweep (one
+//! class per slow path) returns a kept empty page once its class has seen no allocation
+//! for a whole sweep round, so a buffer grown by realloc through many classes leaves
+//! nothing behind.
 //!
 //! Files: `lists` (the page lists), `inbox` (blocks other threads free), `counters`
 //! (statistics and the sweep), `park` (heaps of exited threads).
@@ -40,8 +42,9 @@ use core::ptr;
 use counters::{count_event, count_moved, count_pops, fold_if_moved, sample_refill, tick};
 use lists::{full_push, full_unlink, push_back, push_front, unlink};
 
-/// Blocks above this size do not keep an empty current page: the page goes to the heap's
-/// single spare slot instead, so a thread holds at most one empty big span.
+/// Blocks above this size do not all keep an empty current page: one such page at a time
+/// stays in place (the heap's `kept` page), and others go to the heap's single spare slot,
+/// so a thread holds at most two empty big spans.
 const KEEP_EMPTY_MAX: usize = 128 * 1024;
 
 /// Bytes carved onto a free list at a time (at least one block). 4 KiB, as mimalloc: with
@@ -94,6 +97,11 @@ pub struct Heap {
     pub direct: [*mut Page; NATURAL_SLOTS],
     /// One empty span of a big class, kept for the next big allocation.
     spare: *mut Page,
+    /// The one page of a big class allowed to stay its bin's current page when it empties
+    /// (it carries `KEEP_EMPTY` while it is), or null. An alloc/free loop over a 256 KiB
+    /// buffer then frees on the fast path and refills from the page's own frees, where
+    /// moving the page to the spare slot and back took 540 instructions a pair.
+    kept: *mut Page,
     /// Slow-path events since the clock was last read.
     ticks: u32,
     /// Next class the idle sweep looks at.
@@ -337,8 +345,12 @@ pub unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
         }
         if (*page).uses.live() == 0 {
             if (*page).flags & KEEP_EMPTY == 0 {
-                unlink(heap, c, page);
-                stash_spare(heap, page);
+                if (*heap).bins[c].page == page {
+                    keep_current(heap, page);
+                } else {
+                    unlink(heap, c, page);
+                    stash_spare(heap, page);
+                }
             } else if (*heap).bins[c].page != page {
                 unlink(heap, c, page);
                 retire(heap, page);
@@ -400,11 +412,37 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
     }
 }
 
+/// Lets the empty current page of a big class stay in place, as the heap's one kept
+/// page. The page kept before, if any, loses the right: empty, it goes to the spare slot.
+///
+/// # Safety
+/// `page` is the empty current page of its class in `heap`, the calling thread's heap,
+/// without `KEEP_EMPTY`.
+unsafe fn keep_current(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: forwarded; the old kept page is one of this heap's linked pages (leave_bin
+    // clears `kept` before a page leaves the heap).
+    unsafe {
+        let old = core::mem::replace(&mut (*heap).kept, page);
+        if !old.is_null() {
+            (*old).flags &= !KEEP_EMPTY;
+            if (*old).uses.live() == 0 {
+                debug_assert!((*old).flags & FULL == 0);
+                unlink(heap, (*old).class as usize, old);
+                stash_spare(heap, old);
+            }
+        }
+        (*page).flags |= KEEP_EMPTY;
+    }
+}
+
 /// Takes an empty, unlinked page out of the heap's accounting: its last pops are counted
 /// and its bytes no longer belong to the class.
 unsafe fn leave_bin(heap: *mut Heap, page: *mut Page) {
     // SAFETY: the page is the heap's, of its recorded class.
     unsafe {
+        if (*heap).kept == page {
+            (*heap).kept = ptr::null_mut();
+        }
         let c = (*page).class as usize;
         count_pops(heap, c, page);
         let bytes = (*page).units as usize * UNIT_SIZE;
@@ -454,6 +492,65 @@ unsafe fn retire(heap: *mut Heap, page: *mut Page) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::{self, tls};
+
+    fn page_of(p: *mut u8) -> *mut Page {
+        pagemap::lookup(p as usize) as *mut Page
+    }
+
+    /// Pages of this heap's big classes that carry `KEEP_EMPTY`.
+    fn big_pages_keeping(heap: *mut Heap) -> usize {
+        let mut n = 0;
+        for c in (0..NUM_CLASSES).filter(|&c| class_size(c) > KEEP_EMPTY_MAX) {
+            // SAFETY: this thread's heap, walked without unlinking.
+            unsafe {
+                lists::for_each_page(heap, c, |p| n += ((*p).flags & KEEP_EMPTY != 0) as usize)
+            };
+        }
+        n
+    }
+
+    #[test]
+    fn one_empty_big_page_stays_current_and_the_one_before_goes_spare() {
+        let p = host::alloc(256 << 10, 8);
+        assert!(!p.is_null());
+        let heap = tls::get();
+        let (a, c) = (page_of(p), crate::size_class::class_of(256 << 10));
+        // SAFETY: p is a live block of this thread; the heap and its pages are this
+        // thread's, read between calls that change them.
+        unsafe {
+            host::free(p);
+            assert_eq!((*heap).kept, a, "the emptied current page stays in place");
+            assert_eq!((*heap).bins[c].page, a);
+            assert_eq!(host::alloc(256 << 10, 8), p, "refilled from its own free");
+            host::free(p);
+
+            let q = host::alloc(512 << 10, 8);
+            host::free(q);
+            assert_eq!(
+                (*heap).kept,
+                page_of(q),
+                "the newest empty big page is kept"
+            );
+            assert_eq!(
+                (*heap).spare,
+                a,
+                "the one kept before went to the spare slot"
+            );
+            assert_ne!((*heap).bins[c].page, a);
+            assert_eq!(big_pages_keeping(heap), 1);
+            assert!(direct_slots_agree(heap));
+
+            assert_eq!(
+                host::alloc(256 << 10, 8),
+                p,
+                "the spare serves its class again"
+            );
+            host::free(p);
+            assert_eq!((*heap).kept, a);
+            assert_eq!(big_pages_keeping(heap), 1);
+        }
+    }
 
     #[test]
     fn spans_hold_enough_blocks() {
