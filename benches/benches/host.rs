@@ -117,30 +117,36 @@ fn producer_consumer(c: &mut Criterion) {
     g.finish();
 }
 
-/// Grow one block by realloc from 16 B to 4 MiB, 1.5x at a time (a growing Vec).
+/// Grow one block by realloc: from 16 B to 4 MiB 1.5x at a time (a growing Vec), and from
+/// 1 KiB to 2 MiB by an eighth at a time (CPython's lists and string builders).
 fn realloc_growth(c: &mut Criterion) {
     let mut g = c.benchmark_group("realloc_growth");
     for s in subjects() {
-        g.bench_function(BenchmarkId::new(s.name, "16B-4MiB"), |b| {
-            b.iter(|| {
-                let mut size = 16usize;
-                let mut p = must_alloc(s.alloc, size);
-                while size < 4 << 20 {
-                    let next = size + size / 2;
-                    // SAFETY: p is live with `size` bytes and align 8.
-                    p = unsafe {
-                        s.alloc
-                            .realloc(p, Layout::from_size_align_unchecked(size, 8), next)
-                    };
-                    assert!(!p.is_null());
-                    // SAFETY: the block now holds `next` bytes.
-                    unsafe { p.add(next - 1).write(1) };
-                    size = next;
-                }
-                // SAFETY: p is live with `size` bytes.
-                unsafe { free(s.alloc, p, size) };
-            })
-        });
+        for (id, from, to, div) in [
+            ("16B-4MiB", 16, 4 << 20, 2),
+            ("1KiB-2MiB-by-8th", 1024, 2 << 20, 8),
+        ] {
+            g.bench_function(BenchmarkId::new(s.name, id), |b| {
+                b.iter(|| {
+                    let mut size: usize = from;
+                    let mut p = must_alloc(s.alloc, size);
+                    while size < to {
+                        let next = size + size / div;
+                        // SAFETY: p is live with `size` bytes and align 8.
+                        p = unsafe {
+                            s.alloc
+                                .realloc(p, Layout::from_size_align_unchecked(size, 8), next)
+                        };
+                        assert!(!p.is_null());
+                        // SAFETY: the block now holds `next` bytes.
+                        unsafe { p.add(next - 1).write(1) };
+                        size = next;
+                    }
+                    // SAFETY: p is live with `size` bytes.
+                    unsafe { free(s.alloc, p, size) };
+                })
+            });
+        }
     }
     g.finish();
 }

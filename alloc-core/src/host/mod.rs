@@ -2,8 +2,10 @@
 //!
 //! Sizes up to 1 MiB go to the calling thread's heap (size classes in 64 KiB-unit spans);
 //! up to 4 MiB (`LARGE_MAX`) to a large span of whole units taken from the arena; beyond that (or for
-//! alignments above 64 KiB) to a mapping of their own. Every path returns null on failure
-//! and leaves existing blocks untouched.
+//! alignments above 64 KiB) to a mapping of their own. A realloc that grows a block past
+//! 64 KiB gives it a large span even below 1 MiB, so that later growth can be in place
+//! (`REALLOC_SPAN_MIN`). Every path returns null on failure and leaves existing blocks
+//! untouched.
 
 pub mod arena;
 pub mod front_end;
@@ -168,19 +170,38 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     init::ensure();
     if size <= LARGE_MAX && align <= UNIT_SIZE {
-        let units = size.div_ceil(UNIT_SIZE).max(1);
-        let Some(span) = ARENA.lock().alloc_span(units) else {
-            return (core::ptr::null_mut(), false);
-        };
-        // SAFETY: a fresh span head from the arena.
-        unsafe {
-            (*span.page).heap = LARGE_OWNER;
-            stats::record_big(Big::Large, true, units * UNIT_SIZE, size, span.fresh);
-            return ((*span.page).start, span.zeroed);
-        }
+        return alloc_large(size);
     }
     huge_path::alloc(size, align)
 }
+
+/// A large span of its own for `size` bytes (at most [`LARGE_MAX`]), aligned to a unit;
+/// returns the block and whether it is known to read as zero.
+fn alloc_large(size: usize) -> (*mut u8, bool) {
+    let units = size.div_ceil(UNIT_SIZE).max(1);
+    let Some(span) = ARENA.lock().alloc_span(units) else {
+        return (core::ptr::null_mut(), false);
+    };
+    // SAFETY: a fresh span head from the arena.
+    unsafe {
+        (*span.page).heap = LARGE_OWNER;
+        stats::record_big(Big::Large, true, units * UNIT_SIZE, size, span.fresh);
+        ((*span.page).start, span.zeroed)
+    }
+}
+
+/// A realloc that grows a block beyond this many bytes moves it to a large span of its
+/// own (up to [`LARGE_MAX`]) even where a size class would serve the size, so that the
+/// next growth can extend it in place ([`arena::Arena::try_extend`]) instead of copying it
+/// again. A block that grows once usually grows again (a list, a string builder, a
+/// vector), and class blocks can only move. Under CPython with `PYTHONMALLOC=malloc`, the
+/// json round trip of `benches/preload_suite.sh` copied 490 MB in reallocs of 128 KiB to
+/// 1 MiB when every step of that growth moved to the next class (jemalloc, whose blocks
+/// from 16 KiB are page runs that grow in place, copied 63 MB there); see BENCHMARKS.md.
+/// From 64 KiB a block spans two units or more, so rounding to whole units costs less
+/// than half of it, and the tail beyond the request is untouched until the block grows
+/// into it.
+const REALLOC_SPAN_MIN: usize = UNIT_SIZE;
 
 /// What a pointer is, as far as the pool is concerned.
 enum Owner {
@@ -385,7 +406,15 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             len
         }
     };
-    let fresh = alloc(new_size, align);
+    let fresh = if new_size > old
+        && new_size > REALLOC_SPAN_MIN
+        && new_size <= LARGE_MAX
+        && align <= UNIT_SIZE
+    {
+        alloc_large(new_size).0
+    } else {
+        alloc(new_size, align)
+    };
     if !fresh.is_null() {
         // SAFETY: both blocks are live and distinct; the copy fits in both.
         unsafe {
