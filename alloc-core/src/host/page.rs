@@ -77,17 +77,27 @@ impl Uses {
 
 /// Metadata of one span, kept at the span's first unit.
 ///
-/// 128 bytes, aligned to 128, with the fields the fast paths touch in the second half.
-/// Page records and heap bins sit at page-aligned bases, and so do blocks of sizes that
-/// are multiples of 128; keeping each kind of hot field at its own offset modulo 128
-/// (blocks at 0, heap bins at 32-40, pages at 64-112) means a load on the allocation path
-/// never shares its low 12 address bits with a store the previous free left in flight,
-/// which on x86 can make the load wait for the store ("4K aliasing"). The pair benchmark
-/// could not show this cost apart from a larger one (see size_class::class_of), so the
-/// layout is a precaution, not a measured gain.
+/// 128 bytes, aligned to 128: two cache lines, split by who writes them.
+///
+/// - Bytes 0-63 change only when the span changes hands or state (taken, linked into a
+///   bin, full): `heap`, which every free reads to find the block's owner, and what the
+///   slow paths read. Threads that free another thread's blocks read this line alone, so
+///   it stays shared in their caches.
+/// - Bytes 64-111 are the owner's counters and free lists, written by every allocation
+///   and free of the span. They used to share a line with `heap`: under
+///   `benches/c/mstress.c`, where a quarter of the blocks are freed by another thread, two
+///   thirds of free's samples were that load of `heap`, waiting for the line the owner
+///   had just written (see BENCHMARKS.md).
+///
+/// Within the lines, each kind of hot field keeps its own offset modulo 128 (blocks at 0,
+/// heap bins at 32-40, `heap` at 48, free lists at 64-112), so a load on the allocation
+/// path never shares its low 12 address bits with a store the previous free left in
+/// flight, which on x86 can make the load wait for the store ("4K aliasing"). The pair
+/// benchmark could not show this cost apart from a larger one (see size_class::class_of),
+/// so that part of the layout is a precaution, not a measured gain.
 #[repr(C, align(128))]
 pub struct Page {
-    // Cold: the slow paths only (bytes 0-63).
+    // Read-mostly (bytes 0-63).
     /// First byte of the span.
     pub start: *mut u8,
     /// The segment holding the span.
@@ -99,32 +109,35 @@ pub struct Page {
     pub block_size: u32,
     /// Length of the span in units.
     pub units: u32,
-    /// Blocks carved so far.
-    pub capacity: u32,
     /// Blocks that fit in the span.
     pub reserved: u32,
     /// Size class (small spans).
     pub class: u16,
-    /// The request that last refilled `free`: the size the statistics credit to each
-    /// allocation served since (see `heap::counters`).
-    pub sample_size: u32,
-    /// `uses.pops()` when the heap last counted this page's allocations.
-    pub pops_counted: u64,
-    // Hot: allocation and free (bytes 64-112).
+    pub flags: u8,
+    /// Owning heap, [`LARGE_OWNER`], [`CACHED_OWNER`], or null when the span is free.
+    pub heap: *mut Heap,
+    /// Keeps the owner's fields on the next line.
+    _pad: u64,
+    // The owner's (bytes 64-111).
     /// Free blocks allocations pop from (owner thread only).
     pub free: *mut Block,
     /// Blocks the owner freed, moved to `free` when it runs dry. Two lists instead of one
     /// break the dependency between a free and the next allocation: in an alloc/free loop
     /// each allocation no longer waits for the previous free's stores.
     pub local_free: *mut Block,
-    /// Owning heap, [`LARGE_OWNER`], [`CACHED_OWNER`], or null when the span is free.
-    pub heap: *mut Heap,
     /// Blocks handed out and freed back.
     pub uses: Uses,
-    pub flags: u8,
+    /// Blocks carved so far.
+    pub capacity: u32,
+    /// The request that last refilled `free`: the size the statistics credit to each
+    /// allocation served since (see `heap::counters`).
+    pub sample_size: u32,
+    /// `uses.pops()` when the heap last counted this page's allocations.
+    pub pops_counted: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
+const _: () = assert!(core::mem::offset_of!(Page, heap) == 48);
 const _: () = assert!(core::mem::offset_of!(Page, free) == 64);
 
 impl Page {
@@ -144,6 +157,7 @@ impl Page {
         free: ptr::null_mut(),
         local_free: ptr::null_mut(),
         heap: ptr::null_mut(),
+        _pad: 0,
         uses: Uses::ZERO,
         flags: 0,
     };
