@@ -2,7 +2,8 @@
 # Allocation benchmarks of benches/c under glibc, libpoolside.so, mimalloc, jemalloc and
 # tcmalloc, through LD_PRELOAD. Prints, and writes to $OUT (default
 # target/bench-preload.md), a markdown table: median wall time and median peak RSS of
-# RUNS runs (default 5), each as a ratio to glibc's, and poolside's ratios to mimalloc.
+# RUNS alternating rounds (default 5), each as a ratio to glibc's, and poolside's ratios
+# to mimalloc.
 #
 # Installs nothing. Needs: gcc, GNU time (/usr/bin/time, Debian package `time`), cargo
 # (builds libpoolside.so), and for the other allocators the Debian packages
@@ -57,28 +58,33 @@ args_mstress="4 10 $(s 700000) 500 1000"
 args_rptest="2 $(s 6000) 1000 2000 4"
 args_alloc_test="2 $(s 25000000) 65536"
 
-declare -A time_of rss_of
+# Alternating: each round runs every allocator once, so that a slower spell of this
+# shared VM (its speed moved by 2x within the hour on 2026-12-07) falls on all of them
+# rather than on the one whose runs it happened to catch.
+declare -A time_of rss_of times_of rsss_of
 for p in "${programs[@]}"; do
   args_var=args_$p
-  for a in "${present[@]}"; do
-    name=${a%%|*} lib=${a#*|}
-    times=() rsss=()
-    for ((r = 0; r < runs; r++)); do
+  for ((r = 0; r < runs; r++)); do
+    for a in "${present[@]}"; do
+      name=${a%%|*} lib=${a#*|}
       # %e: elapsed seconds; %M: peak RSS in KiB.
       # Only the benchmark is preloaded (env execs it in the process time measures).
       if ! line=$(/usr/bin/time -f "%e %M" env ${lib:+LD_PRELOAD=$lib} "$build/$p" ${!args_var} 2>&1 >/dev/null | tail -1); then
         echo "$p under $name failed: $line" >&2; exit 1
       fi
-      times+=("${line% *}") rsss+=("${line#* }")
+      times_of[$p,$name]+="${line% *} " rsss_of[$p,$name]+="${line#* } "
     done
-    time_of[$p,$name]=$(printf '%s\n' "${times[@]}" | median)
-    rss_of[$p,$name]=$(printf '%s\n' "${rsss[@]}" | median)
+  done
+  for a in "${present[@]}"; do
+    name=${a%%|*}
+    time_of[$p,$name]=$(echo ${times_of[$p,$name]} | tr ' ' '\n' | median)
+    rss_of[$p,$name]=$(echo ${rsss_of[$p,$name]} | tr ' ' '\n' | median)
     echo "$p / $name: ${time_of[$p,$name]} s, ${rss_of[$p,$name]} KiB (median of $runs)" >&2
   done
 done
 
 {
-  echo "Median of $runs runs (scale $scale) on $(nproc) CPUs; ratios to glibc, lower is better."
+  echo "Median of $runs alternating rounds (scale $scale) on $(nproc) CPUs; ratios to glibc, lower is better."
   echo "Time in seconds, peak RSS in MiB."
   echo
   header="| benchmark |" sep="|---|"
