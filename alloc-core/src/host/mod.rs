@@ -197,10 +197,12 @@ fn alloc_large(size: usize) -> (*mut u8, bool) {
 /// vector), and class blocks can only move. Under CPython with `PYTHONMALLOC=malloc`, the
 /// json round trip of `benches/preload_suite.sh` copied 490 MB in reallocs of 128 KiB to
 /// 1 MiB when every step of that growth moved to the next class (jemalloc, whose blocks
-/// from 16 KiB are page runs that grow in place, copied 63 MB there); see BENCHMARKS.md.
+/// from 16 KiB are page runs that grow in place, copied 50-66 MB there); see BENCHMARKS.md.
 /// From 64 KiB a block spans two units or more, so rounding to whole units costs less
-/// than half of it, and the tail beyond the request is untouched until the block grows
-/// into it.
+/// than half of it (an eighth from 512 KiB), and the tail beyond the request is untouched
+/// until the block grows into it: no RSS, except where a huge page holds it (the Rust
+/// front end advises every segment; under a preload, large spans live in sparse
+/// segments, which get no advice).
 const REALLOC_SPAN_MIN: usize = UNIT_SIZE;
 
 /// What a pointer is, as far as the pool is concerned.
