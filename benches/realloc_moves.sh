@@ -39,6 +39,6 @@ print("|---|" + "---:|" * len(cols))
 for b in buckets:
     row = [data.get((c, b), (0, 0, 0)) for c in cols]
     print(f"| 2^{b} |" + "".join(f" {m} / {cp / 2**20:.0f} / {k} |" for m, cp, k in row))
-tot = [[sum(data[c, b][i] for (cc, b) in data if cc == c) for i in range(3)] for c in cols]
+tot = [[sum(v[i] for (cc, _), v in data.items() if cc == c) for i in range(3)] for c in cols]
 print("| all sizes |" + "".join(f" {m} / {cp / 2**20:.0f} / {k} |" for m, cp, k in tot))
 PY

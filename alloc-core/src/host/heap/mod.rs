@@ -56,8 +56,8 @@ const EXTEND_BYTES: usize = 4 * 1024;
 /// One size class of a heap.
 ///
 /// 128 bytes, aligned to 128, with the field the allocation path reads at bytes 32-39:
-/// page records keep their owner-written fields at 64-112 modulo 128, so loads of a bin never
-/// share low address bits with the stores a free makes to a page (see [`Page`]).
+/// page records keep their owner-written fields at 64-112 modulo 128, so loads of a bin
+/// never share low address bits with the stores a free makes to a page (see [`Page`]).
 #[repr(C, align(128))]
 pub struct Bin {
     /// Last page of the bin list (null when the list is empty).
