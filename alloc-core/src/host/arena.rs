@@ -318,6 +318,16 @@ impl Arena {
         Some(meta)
     }
 
+    /// Whether huge pages may back `s`, so that its purges keep whole chunks: a dense
+    /// segment once the advice is given (or where the kernel needs none). Before a
+    /// deferred advice, nothing is split by purging a unit: holding a partly used chunk's
+    /// free units for [`SPLIT_DELAY_MS`] instead of the purge delay only filled the dirty
+    /// cap (`benches/c/mstress.c`: 32 MiB dirty for 2 MiB live, then `trim` purged it all
+    /// at once).
+    fn huge_backed(&self, s: &Segment) -> bool {
+        self.thp.whole_chunks && !s.sparse && (!self.thp.deferred || self.thp_given)
+    }
+
     /// After `reserved` grew: the peak, and a deferred huge-page advice once it is due.
     fn grew(&mut self) {
         self.peak_reserved = self.peak_reserved.max(self.reserved);
@@ -389,7 +399,7 @@ impl Arena {
                 // Units that have waited the delay go; where huge pages may back the
                 // segment, those of partly used huge pages wait longer (SPLIT_DELAY_MS),
                 // unless the dirty cap needs them first or a collect forces them out.
-                let whole = self.thp.whole_chunks && !s.sparse;
+                let whole = self.huge_backed(s);
                 let wait = Cutoff {
                     free_chunk: delay,
                     used_chunk: delay.max(SPLIT_DELAY_MS),
@@ -531,6 +541,36 @@ pub unsafe fn segment_of(page: *mut Page) -> *mut Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HugePages;
+    use crate::host::segment::thp_policy;
+    use crate::source::os::ThpMode;
+
+    #[test]
+    fn a_partly_used_chunk_waits_longer_only_once_huge_pages_may_back_it() {
+        // The preload's `auto` in the kernel's `madvise` mode: advice deferred to 64 MiB.
+        let mut a = Arena::EMPTY;
+        a.thp = thp_policy(HugePages::Auto, Some(ThpMode::Madvise), true);
+        a.set_purge_delay(10);
+        let spans = [1, 1, 1].map(|_| a.alloc_span(1).unwrap().page);
+        // SAFETY: spans[0] is a span head from alloc_span, unused; spans[1] stays live,
+        // so the chunk the three share is partly used.
+        unsafe { a.free_span(spans[0]) };
+        let later = sys::now_ms() + 50;
+        a.maybe_purge(later, false);
+        assert_eq!(a.purged, UNIT_SIZE, "no advice yet: the plain delay");
+
+        a.thp_given = true;
+        // SAFETY: as above, for spans[2].
+        unsafe { a.free_span(spans[2]) };
+        let later = sys::now_ms() + 50;
+        a.maybe_purge(later, false);
+        assert_eq!(
+            a.purged, UNIT_SIZE,
+            "advised: a partly used chunk stays whole"
+        );
+        a.maybe_purge(later + SPLIT_DELAY_MS, false);
+        assert_eq!(a.purged, 2 * UNIT_SIZE, "until the split delay is over");
+    }
 
     #[test]
     fn the_delay_follows_refaults_and_halves_when_quiet() {

@@ -30,8 +30,8 @@ pub const IN_USE: u8 = 1;
 /// Flag: a small span with no free block, unlinked from its heap's bin.
 pub const FULL: u8 = 2;
 /// Flag: a small span that stays its bin's current page when it empties (every span of
-/// blocks up to 128 KiB; of bigger blocks, only the heap's one `kept` page, while the
-/// others go to its spare slot).
+/// blocks up to 32 KiB, `heap::KEEP_EMPTY_MAX`; of bigger blocks, only the heap's one
+/// `kept` page, while the others go to its spare slot).
 pub const KEEP_EMPTY: u8 = 4;
 
 /// How many blocks of a page are handed out.
