@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LD_PRELOAD across programs other people wrote: CPython (its own test suite, and a json
 # round trip, also with PYTHONMALLOC=malloc so that every object goes through malloc),
-# sqlite3, GNU sort, perl, g++ (the driver, cc1plus and as, all preloaded), and
+# sqlite3, GNU sort, perl, g++ (the driver, cc1plus and as, all preloaded), git (log -p
+# and a full repack with its pack-objects child, of a generated 2,000-commit history), and
 # cache-scratch, a classic allocator benchmark written from its published description
 # (benches/c/cache_scratch.c). Inputs are made by benches/suite/make_inputs.py, the same
 # bytes every time. Allocators: glibc, libpoolside.so, mimalloc, jemalloc, tcmalloc
@@ -19,7 +20,7 @@ scale=${BENCH_SCALE:-1}
 target=${CARGO_TARGET_DIR:-target}
 out=${OUT:-$target/bench-preload-suite.md}
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
-for tool in python3 sqlite3 sort perl g++; do
+for tool in python3 sqlite3 sort perl g++ git; do
   command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
 if [ -z "${POOLSIDE_LIB:-}" ]; then
@@ -32,6 +33,13 @@ work=$(realpath -m "$target/bench-preload-suite")
 mkdir -p "$work"
 python3 benches/suite/make_inputs.py "$work" "$scale"
 gcc -O2 -pthread -Wall -Wextra -Werror benches/c/cache_scratch.c -o "$work/cache_scratch"
+# The repository, made anew from the stream (under glibc) and packed once, so that every
+# measured repack starts from the same single pack.
+rm -rf "$work/repo"
+git init -q -b main "$work/repo"
+git -C "$work/repo" fast-import --quiet < "$work/history.fi"
+rm "$work/history.fi"
+git -C "$work/repo" repack -adfq
 reps=$(awk -v f="$scale" 'BEGIN { n = int(200000000 * f); print (n < 1000 ? 1000 : n) }')
 
 # name|command (run in $work; the environment variable assignments before the program
@@ -44,6 +52,8 @@ programs=(
   "sort|sort -o sorted.txt words.txt"
   "perl|perl -ne 'for (split) { \$c{\$_}++ } END { my @k = sort { \$c{\$b} <=> \$c{\$a} || \$a cmp \$b } keys %c; print scalar(@k), qq(\n) }' words.txt"
   "g++|g++ -O2 -std=c++17 -c templates.cpp -o templates.o"
+  "git_log|git -C repo log -p --no-color"
+  "git_repack|git -C repo repack -adfq --window=20 --threads=2"
   "cache_scratch|./cache_scratch 2 1000 8 $reps"
 )
 

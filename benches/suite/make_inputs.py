@@ -1,6 +1,8 @@
 """Writes the inputs of benches/preload_suite.sh into DIR, the same bytes every time (a
 seeded generator): words.txt (text for sort and perl), load.sql (a sqlite3 session),
-templates.cpp (a translation unit for g++), json_work.py (a json round trip for CPython).
+templates.cpp (a translation unit for g++), json_work.py (a json round trip for CPython),
+history.fi (a `git fast-import` stream: a history of text files edited commit by commit, for
+git's log -p and repack).
 Usage: python3 make_inputs.py DIR [SCALE]"""
 
 import random
@@ -65,3 +67,32 @@ for _ in range(4):
     docs.sort(key=lambda d: d["name"])
 print(len(text))
 """)
+
+# A project's history as git fast-import reads it: 300 text files of 20-400 lines, and
+# commits that each edit 1-8 of them (lines inserted and deleted), so that `git log -p`
+# diffs real edits and `git repack -f` searches deltas between versions.
+def line():
+    return " ".join(rng.choice(vocab) for _ in range(rng.randint(3, 12)))
+
+texts = [[line() for _ in range(rng.randint(20, 400))] for _ in range(300)]
+with open(out / "history.fi", "wb") as f:
+    for c in range(n(2000)):
+        touched = set(range(len(texts))) if c == 0 else set()
+        for _ in range(0 if c == 0 else rng.randint(1, 8)):
+            k = rng.randrange(len(texts))
+            touched.add(k)
+            t = texts[k]
+            for _ in range(rng.randint(1, 10)):
+                i = rng.randrange(len(t) + 1)
+                if rng.random() < 0.3 and t:
+                    del t[min(i, len(t) - 1)]
+                else:
+                    t.insert(i, line())
+        msg = f"edit {c}\n".encode()
+        f.write(b"commit refs/heads/main\n")
+        f.write(f"committer A U Thor <author@example.com> {1700000000 + 60 * c} +0000\n".encode())
+        f.write(b"data %d\n%s" % (len(msg), msg))
+        for k in sorted(touched):
+            data = ("\n".join(texts[k]) + "\n").encode()
+            f.write(f"M 100644 inline src{k % 16}/file{k}.txt\ndata {len(data)}\n".encode())
+            f.write(data)
