@@ -168,7 +168,8 @@ pub struct Cutoff {
 }
 
 impl Cutoff {
-    /// The bound for a dirty unit of a chunk in use (see [`Segment::purge_dirty`]).
+    /// The bound for a dirty unit that is purged on its own: one of a partly used chunk
+    /// with `whole_chunks`, any unit without (see [`Segment::purge_dirty`]).
     fn in_use(&self, whole_chunks: bool) -> u64 {
         if whole_chunks {
             self.used_chunk
