@@ -120,6 +120,14 @@ fn chunk(bits: &[u64; WORDS], c: usize) -> u64 {
     bits[c / 2] >> (c % 2 * 32) & 0xffff_ffff
 }
 
+/// Chunks in a segment.
+const CHUNKS: usize = UNITS / CHUNK_UNITS;
+
+/// The units of chunk `c`.
+fn units_of(c: usize) -> core::ops::Range<usize> {
+    c * CHUNK_UNITS..(c + 1) * CHUNK_UNITS
+}
+
 /// Metadata of one segment.
 #[repr(C)]
 pub struct Segment {
@@ -341,18 +349,18 @@ impl Segment {
         mut purge: impl FnMut(usize, usize),
     ) -> usize {
         let mut take = [0u64; WORDS];
-        for c in 0..UNITS / CHUNK_UNITS {
-            let units = c * CHUNK_UNITS..(c + 1) * CHUNK_UNITS;
-            if whole_chunks && chunk(&self.free, c) == 0xffff_ffff {
+        let alone = cut.in_use(whole_chunks);
+        for c in 0..CHUNKS {
+            if whole_chunks && self.chunk_is_free(c) {
                 // Purged in parts, a huge page would be split by the first part and
                 // faulted back 4 KiB at a time: the chunk waits for its latest free.
                 if chunk(&self.dirty, c) != 0 && self.last_freed(c) <= cut.free_chunk {
-                    units.for_each(|u| put(&mut take, u, true));
+                    units_of(c).for_each(|u| put(&mut take, u, true));
                 }
                 continue;
             }
-            for u in units {
-                if get(&self.dirty, u) && self.freed_at[u] <= cut.in_use(whole_chunks) {
+            for u in units_of(c) {
+                if get(&self.dirty, u) && self.freed_at[u] <= alone {
                     put(&mut take, u, true);
                 }
             }
@@ -378,9 +386,14 @@ impl Segment {
         total
     }
 
+    /// Whether no unit of chunk `c` is part of a span.
+    fn chunk_is_free(&self, c: usize) -> bool {
+        chunk(&self.free, c) == 0xffff_ffff
+    }
+
     /// When the latest of chunk `c`'s dirty units was freed (0 when none is dirty).
     fn last_freed(&self, c: usize) -> u64 {
-        (c * CHUNK_UNITS..(c + 1) * CHUNK_UNITS)
+        units_of(c)
             .filter(|&u| get(&self.dirty, u))
             .map(|u| self.freed_at[u])
             .max()
@@ -393,17 +406,17 @@ impl Segment {
     /// 0 when no unit is dirty.
     pub fn next_due(&self, whole_chunks: bool, wait: Cutoff) -> u64 {
         let mut due = u64::MAX;
-        for c in 0..UNITS / CHUNK_UNITS {
+        let alone = wait.in_use(whole_chunks);
+        for c in 0..CHUNKS {
             if chunk(&self.dirty, c) == 0 {
                 continue;
             }
-            if whole_chunks && chunk(&self.free, c) == 0xffff_ffff {
+            if whole_chunks && self.chunk_is_free(c) {
                 due = due.min(self.last_freed(c).saturating_add(wait.free_chunk));
                 continue;
             }
-            for u in (c * CHUNK_UNITS..(c + 1) * CHUNK_UNITS).filter(|&u| get(&self.dirty, u)) {
-                let w = wait.in_use(whole_chunks);
-                due = due.min(self.freed_at[u].saturating_add(w));
+            for u in units_of(c).filter(|&u| get(&self.dirty, u)) {
+                due = due.min(self.freed_at[u].saturating_add(alone));
             }
         }
         if due == u64::MAX {
