@@ -44,6 +44,53 @@ fn counters_match_what_the_thread_did() {
 }
 
 #[test]
+fn pages_that_fill_and_give_blocks_back_stay_counted() {
+    // A fold reads a sum for the full pages instead of walking them (heap::counters):
+    // pages go full, get blocks back, and fill again, and every fold must still see
+    // each block.
+    std::thread::spawn(|| {
+        let (n, size) = (6000usize, 200usize);
+        let c = class_of(size);
+        assert!(c != class_of(100) && c != class_of(300));
+        let cs = class_size(c) as u64;
+        let check =
+            |before: &poolside::stats::layout::ClassCounters, allocs: usize, live: usize| {
+                poolside::flush_stats();
+                let now = poolside::stats_snapshot().classes[c];
+                assert_eq!(now.allocs - before.allocs, allocs as u64, "{now:?}");
+                assert_eq!(now.frees - before.frees, (allocs - live) as u64, "{now:?}");
+                assert_eq!(
+                    now.live_bytes - before.live_bytes,
+                    live as u64 * cs,
+                    "{now:?}"
+                );
+            };
+        poolside::flush_stats();
+        let before = poolside::stats_snapshot().classes[c];
+        let mut blocks: Vec<usize> = (0..n).map(|_| poolside::alloc(size, 8) as usize).collect();
+        check(&before, n, n);
+        // Every second block back: each full page leaves the full list.
+        for b in blocks.iter_mut().step_by(2) {
+            // SAFETY: allocated above, freed once.
+            unsafe { poolside::free(*b as *mut u8) };
+        }
+        check(&before, n, n / 2);
+        // Refilled, the pages go full again.
+        for b in blocks.iter_mut().step_by(2) {
+            *b = poolside::alloc(size, 8) as usize;
+        }
+        check(&before, n + n / 2, n);
+        for b in blocks {
+            // SAFETY: allocated above, freed once.
+            unsafe { poolside::free(b as *mut u8) };
+        }
+        check(&before, n + n / 2, 0);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn requested_bytes_of_mixed_sizes_stay_within_the_class_range() {
     // Requested bytes are sampled at each refill of a page (see heap::counters): with
     // sizes that vary inside one class the figure is an estimate, bounded by the sizes.

@@ -14,7 +14,12 @@
 //!   class's rounding range, never off by more than that range.
 //!
 //! So a fold walks the heap's pages and counts each page's pops since it was last counted
-//! ([`count_pops`]); a page is counted too when it leaves the heap and before each refill.
+//! ([`count_pops`]); a page is counted too when it leaves the heap, before each refill, and
+//! as it goes to the full list ([`count_full`]). A fold walks only the bin lists: a full
+//! page cannot change while it is full, and its blocks, all live, are kept in a sum. A
+//! heap grown to 160 MB of small blocks (jq over an 11 MB document) holds thousands of
+//! full pages, and walking them every 10 ms made the fold 1.6% of the program's samples,
+//! more than malloc itself.
 //!
 //! A fold comes at most every [`FOLD_INTERVAL_MS`], and also whenever the span bytes the
 //! heap holds grew or shrank by more than [`fold_due_bytes`] since the last one. The clock
@@ -96,6 +101,38 @@ pub unsafe fn count_pops(heap: *mut Heap, c: usize, page: *mut Page) {
     }
 }
 
+/// Counts a page going to its class's full list: its pops now, and its blocks (every one
+/// live: a full page has no free block and cannot carve more) in `full_live`.
+///
+/// # Safety
+/// As for [`count_pops`]; `page` is full and about to join the full list.
+#[inline]
+pub unsafe fn count_full(heap: *mut Heap, c: usize, page: *mut Page) {
+    if cfg!(feature = "no-counters") {
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe {
+        debug_assert!((*page).uses.live() == (*page).capacity as u64);
+        count_pops(heap, c, page);
+        (*heap).full_live[c] += (*page).capacity as u64;
+    }
+}
+
+/// Takes a page leaving its class's full list out of `full_live`. Its capacity is what
+/// [`count_full`] added: nothing carves a full page.
+///
+/// # Safety
+/// As for [`count_pops`]; `page` is in the full list of class `c`.
+#[inline]
+pub unsafe fn uncount_full(heap: *mut Heap, c: usize, page: *mut Page) {
+    if cfg!(feature = "no-counters") {
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe { (*heap).full_live[c] -= (*page).capacity as u64 };
+}
+
 /// Counts the allocations `page` served since its last refill, and samples `size` (the
 /// request now refilling it) for those it serves next.
 ///
@@ -128,8 +165,10 @@ pub unsafe fn fold(heap: *mut Heap) {
         let mut held = 0u64;
         for c in 0..NUM_CLASSES {
             held = held.wrapping_add((*heap).bins[c].span_bytes);
-            let mut live = 0u64;
-            lists::for_each_page(heap, c, |p| {
+            // Full pages had their pops counted as they went full, and nothing changes
+            // them while they stay there: their blocks are summed in `full_live`.
+            let mut live = (*heap).full_live[c];
+            lists::for_each_open_page(heap, c, |p| {
                 count_pops(heap, c, p);
                 live += (*p).uses.live();
             });

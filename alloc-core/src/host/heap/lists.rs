@@ -109,11 +109,30 @@ pub unsafe fn full_unlink(heap: *mut Heap, c: usize, page: *mut Page) {
     }
 }
 
-/// Calls `f` on every page of class `c` (bin list, then full list).
+/// Calls `f` on every page of the bin list of class `c`: the pages that have or may get
+/// free blocks, the full ones left out.
 ///
 /// # Safety
 /// `heap` is the calling thread's heap (or a parked heap under the pool lock), and `f`
 /// does not unlink any page but the one it is given.
+pub unsafe fn for_each_open_page(heap: *mut Heap, c: usize, mut f: impl FnMut(*mut Page)) {
+    // SAFETY: forwarded; `next` is read before `f` may unlink the page.
+    unsafe {
+        let mut p = (*heap).bins[c].page;
+        while p != sentinel() && !p.is_null() {
+            let next = (*p).next;
+            f(p);
+            p = next;
+        }
+    }
+}
+
+/// Calls `f` on every page of class `c` (bin list, then full list); for tests.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or a parked heap under the pool lock), and `f`
+/// does not unlink any page but the one it is given.
+#[cfg(test)]
 pub unsafe fn for_each_page(heap: *mut Heap, c: usize, mut f: impl FnMut(*mut Page)) {
     // SAFETY: forwarded; `next` is read before `f` may unlink the page.
     unsafe {

@@ -39,7 +39,10 @@ use crate::size_class::{
 };
 use core::cell::UnsafeCell;
 use core::ptr;
-use counters::{count_event, count_moved, count_pops, fold_if_moved, sample_refill, tick};
+use counters::{
+    count_event, count_full, count_moved, count_pops, fold_if_moved, sample_refill, tick,
+    uncount_full,
+};
 use lists::{full_push, full_unlink, push_back, push_front, unlink};
 
 /// Blocks above this size do not all keep an empty current page: one such page at a time
@@ -117,6 +120,10 @@ pub struct Heap {
     moved: i64,
     /// Span bytes the heap held at the last fold.
     held_at_fold: u64,
+    /// Blocks in the full list of each class, all live. A full page's counts cannot change
+    /// while it is there (any free of one of its blocks first moves it out), so a fold
+    /// reads this sum instead of walking the full lists (see `counters::fold`).
+    full_live: [u64; NUM_CLASSES],
     /// Next heap in the parked list.
     next: *mut Heap,
     /// Empty spans kept for the next refills.
@@ -250,6 +257,7 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
             }
             unlink(heap, c, page);
             (*page).flags |= FULL;
+            count_full(heap, c, page);
             full_push(heap, c, page);
         }
         let units = span_units(c);
@@ -344,6 +352,7 @@ pub unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
         let c = (*page).class as usize;
         if (*page).flags & FULL != 0 {
             (*page).flags &= !FULL;
+            uncount_full(heap, c, page);
             full_unlink(heap, c, page);
             push_back(heap, c, page);
         }
@@ -401,8 +410,9 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
     for c in 0..NUM_CLASSES {
         // SAFETY: the heap and its pages belong to this thread; only the page visited is
         // unlinked.
+        // Full pages are never empty, so only the bin list is walked.
         unsafe {
-            lists::for_each_page(heap, c, |p| {
+            lists::for_each_open_page(heap, c, |p| {
                 if (*p).uses.live() == 0 && (all || p != (*heap).bins[c].page) {
                     unlink(heap, c, p);
                     retire(heap, p);
