@@ -2,8 +2,8 @@
 # LD_PRELOAD across programs other people wrote: CPython (its own test suite, and a json
 # round trip, also with PYTHONMALLOC=malloc so that every object goes through malloc),
 # sqlite3, GNU sort, perl, g++ (the driver, cc1plus and as, all preloaded), git (log -p
-# and a full repack with its pack-objects child, of a generated 2,000-commit history), and
-# cache-scratch, a classic allocator benchmark written from its published description
+# and a full repack with its pack-objects child, of a generated 2,000-commit history), jq
+# (a filter over a JSON array of 50,000 records), and cache-scratch, a classic allocator benchmark written from its published description
 # (benches/c/cache_scratch.c). Inputs are made by benches/suite/make_inputs.py, the same
 # bytes every time. Allocators: glibc, libpoolside.so, mimalloc, jemalloc, tcmalloc
 # (benches/peers.sh), alternating: each round runs every program under every allocator.
@@ -13,6 +13,8 @@
 # mimalloc and to the best peer, and the geomeans.
 #
 # Usage: benches/preload_suite.sh [RUNS]   env: POOLSIDE_LIB, OUT, BENCH_SCALE (default 1)
+# Needs python3, sqlite3, sort, perl, g++, git and jq on PATH (Debian: apt-get install sqlite3
+# g++ git jq) and GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -20,7 +22,7 @@ scale=${BENCH_SCALE:-1}
 target=${CARGO_TARGET_DIR:-target}
 out=${OUT:-$target/bench-preload-suite.md}
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
-for tool in python3 sqlite3 sort perl g++ git; do
+for tool in python3 sqlite3 sort perl g++ git jq; do
   command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
 if [ -z "${POOLSIDE_LIB:-}" ]; then
@@ -54,6 +56,7 @@ programs=(
   "g++|g++ -O2 -std=c++17 -c templates.cpp -o templates.o"
   "git_log|git -C repo log -p --no-color"
   "git_repack|git -C repo repack -adfq --window=20 --threads=2"
+  "jq|jq -c 'map(select(.score > 20) | {id, t: (.tags | join(\",\")), s: (.nested.a | add)}) | group_by(.t | length) | map({k: (.[0].t | length), n: length, s: (map(.s) | add)})' records.json"
   "cache_scratch|./cache_scratch 2 1000 8 $reps"
 )
 

@@ -2,7 +2,7 @@
 seeded generator): words.txt (text for sort and perl), load.sql (a sqlite3 session),
 templates.cpp (a translation unit for g++), json_work.py (a json round trip for CPython),
 history.fi (a `git fast-import` stream: a history of text files edited commit by commit, for
-git's log -p and repack).
+git's log -p and repack), records.json (a JSON array of 50,000 records, for jq).
 Usage: python3 make_inputs.py DIR [SCALE]"""
 
 import random
@@ -96,3 +96,15 @@ with open(out / "history.fi", "wb") as f:
             data = ("\n".join(texts[k]) + "\n").encode()
             f.write(f"M 100644 inline src{k % 16}/file{k}.txt\ndata {len(data)}\n".encode())
             f.write(data)
+
+# A JSON array of records for jq (written last, so the inputs above keep their bytes): jq
+# holds every value as a reference-counted jv in malloc'd memory, so its filter below
+# allocates and frees a block for nearly every value it touches.
+with open(out / "records.json", "w") as f:
+    f.write("[")
+    for i in range(n(50000)):
+        tags = ",".join('"%s"' % rng.choice(vocab) for _ in range(rng.randint(1, 6)))
+        nums = ",".join(str(rng.randrange(1000)) for _ in range(5))
+        f.write("%s{\"id\":%d,\"name\":\"%s\",\"tags\":[%s],\"score\":%.3f,\"nested\":{\"a\":[%s],\"b\":{\"c\":\"%s\"}}}"
+                % ("," if i else "", i, rng.choice(vocab), tags, rng.random() * 100, nums, "x" * rng.randrange(40)))
+    f.write("]\n")
