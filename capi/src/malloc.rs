@@ -85,6 +85,19 @@ pub fn alloc_natural(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn alloc_natural_slow(size: usize) -> *mut c_void {
+    // First the engine's short slow path; the rest behind a tail call, so that this part
+    // runs without a stack frame too (see host::alloc_own_frees_natural).
+    let p = host::alloc_own_frees_natural(size);
+    if !p.is_null() {
+        return p as *mut c_void;
+    }
+    alloc_natural_rest(size)
+}
+
+/// [`alloc_natural_slow`] past the engine's short slow path.
+#[cold]
+#[inline(never)]
+fn alloc_natural_rest(size: usize) -> *mut c_void {
     alloc_or_retry(size, natural_align(size), false)
 }
 

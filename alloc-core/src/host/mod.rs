@@ -119,6 +119,26 @@ pub fn alloc_fast_natural(size: usize) -> *mut u8 {
     pop_current(tls::get(), natural_class_of(size))
 }
 
+/// What C's malloc tries right after [`alloc_fast_natural`] misses, before its full slow
+/// path: the current page of the request's class refilled from its own frees
+/// ([`heap::pop_own_frees`]), which is every allocation of a block above 1 KiB in an
+/// alloc/free loop. Null when that does not apply. Calls nothing but a tail call, so the
+/// front end's slow path gets there without a stack frame, and does not compute the class
+/// and read the page a second time in the engine's slow path.
+#[inline(always)]
+pub fn alloc_own_frees_natural(size: usize) -> *mut u8 {
+    if size > MAX_SMALL {
+        return core::ptr::null_mut();
+    }
+    let h = tls::get();
+    if h.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a non-null TLS heap is this thread's; natural_class_of gives a class below
+    // NUM_CLASSES for sizes up to MAX_SMALL.
+    unsafe { heap::pop_own_frees(h, natural_class_of(size), size) }
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
 #[inline(always)]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {

@@ -217,29 +217,37 @@ pub unsafe fn tick(heap: *mut Heap) {
     }
 }
 
-/// Counts a refill of `page` (class `c`) from its own frees for a request of `size`
-/// bytes: the short path, which neither sweeps nor samples every time.
+/// Pops from `page` (class `c`), just refilled from its own frees for a request of `size`
+/// bytes, and counts the event: the short path, which neither sweeps nor samples every
+/// time. Every [`TICKS_PER_CHECK`]th event samples the size and looks at the clock, in a
+/// function of its own that this one tail-calls, so that the short path makes no call
+/// and needs no stack frame.
 ///
 /// # Safety
-/// `heap` is the calling thread's heap and owns `page`.
+/// `heap` is the calling thread's heap and owns `page`, whose free list is not empty.
 #[inline(always)]
-pub unsafe fn count_event(heap: *mut Heap, c: usize, page: *mut Page, size: usize) {
+pub unsafe fn pop_counted(heap: *mut Heap, c: usize, size: usize, page: *mut Page) -> *mut u8 {
     // SAFETY: forwarded.
     unsafe {
         (*heap).ticks += 1;
         if (*heap).ticks >= TICKS_PER_CHECK {
-            sample_and_check(heap, c, page, size);
+            return sample_check_pop(heap, c, size, page);
         }
+        super::pop(page)
     }
 }
 
+/// `size` comes third, where `alloc_slow` receives it, so that the short path need not
+/// move it to another register for this call.
 #[cold]
 #[inline(never)]
-unsafe fn sample_and_check(heap: *mut Heap, c: usize, page: *mut Page, size: usize) {
-    // SAFETY: forwarded.
+unsafe fn sample_check_pop(heap: *mut Heap, c: usize, size: usize, page: *mut Page) -> *mut u8 {
+    // SAFETY: forwarded; a fold and the sweep of parked heaps leave this heap's current
+    // page where it is.
     unsafe {
         sample_refill(heap, c, page, size);
         maybe_fold(heap);
+        super::pop(page)
     }
 }
 

@@ -40,7 +40,7 @@ use crate::size_class::{
 use core::cell::UnsafeCell;
 use core::ptr;
 use counters::{
-    count_event, count_full, count_moved, count_pops, fold_if_moved, sample_refill, tick,
+    count_full, count_moved, count_pops, fold_if_moved, pop_counted, sample_refill, tick,
     uncount_full,
 };
 use lists::{full_push, full_unlink, push_back, push_front, unlink};
@@ -214,11 +214,56 @@ unsafe fn pop_refilled(heap: *mut Heap, page: *mut Page, c: usize, size: usize) 
 
 /// Allocation when the current page of class `c` has no free block (or no heap exists).
 ///
+/// The common case comes first ([`pop_own_frees`]); everything else is in
+/// [`alloc_refill`], which this tail-calls, so the common case runs without a stack frame.
+///
 /// # Safety
 /// `heap` is null or the calling thread's heap; `c < NUM_CLASSES`.
 #[cold]
 #[inline(never)]
-pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
+pub unsafe fn alloc_slow(heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
+    // SAFETY: forwarded.
+    unsafe {
+        if !heap.is_null() {
+            let p = pop_own_frees(heap, c, size);
+            if !p.is_null() {
+                return p;
+            }
+        }
+        alloc_refill(heap, c, size)
+    }
+}
+
+/// The slow path's common case, with little housekeeping: the current page of class `c`
+/// has no free block but its own frees, which refill its free list (every allocation of
+/// a big block in an alloc/free loop). Null when the page has none. It makes no call but
+/// a tail call. Counting the event keeps a thread that only ever takes this path folding
+/// its statistics; the requested size is sampled once per clock check.
+///
+/// # Safety
+/// `heap` is the calling thread's heap; `c < NUM_CLASSES`; `size` is the request.
+#[inline(always)]
+pub unsafe fn pop_own_frees(heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
+    // SAFETY: the heap is this thread's and pages in its bins are its own; bins never
+    // hold null (the sentinel at worst, whose lists are empty).
+    unsafe {
+        let page = (*heap).bins.get_unchecked(c).page;
+        if (*page).local_free.is_null() {
+            return ptr::null_mut();
+        }
+        (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
+        pop_counted(heap, c, size, page)
+    }
+}
+
+/// The rest of [`alloc_slow`]: a heap for a thread that has none, other threads' frees,
+/// the next page with free blocks, or a new span.
+///
+/// # Safety
+/// As for [`alloc_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn alloc_refill(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
     if heap.is_null() {
         heap = thread_heap();
         if heap.is_null() {
@@ -227,16 +272,6 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
     }
     // SAFETY: the heap is this thread's; pages in its bins are its own.
     unsafe {
-        // The common case first, with little housekeeping: the current page's own frees
-        // refill its free list (every allocation for big blocks in an alloc/free loop).
-        // Counting the event keeps a thread that only ever takes this path folding its
-        // statistics; the requested size is sampled once per clock check.
-        let page = (*heap).bins[c].page;
-        if !(*page).local_free.is_null() {
-            (*page).free = core::mem::replace(&mut (*page).local_free, ptr::null_mut());
-            count_event(heap, c, page, size);
-            return pop(page);
-        }
         drain_remote(heap);
         tick(heap);
         loop {
@@ -270,8 +305,7 @@ pub unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 
                 (*spare).reuse_small();
                 push_front(heap, c, spare);
                 (*spare).extend(EXTEND_BYTES);
-                count_event(heap, c, spare, size);
-                return pop(spare);
+                return pop_counted(heap, c, size, spare);
             }
             leave_bin(heap, spare);
             spare
