@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the statistics cost: the engine built with and without the statistics work (feature
 # no-counters), compared three ways: instructions executed (callgrind: exact and
-# repeatable) by examples/mixed.rs (a deterministic alloc/free workload) and by pair loops
-# of one size; the best of 15 wall-clock runs of mixed; and the host criterion benchmark's
+# repeatable) by examples/mixed.rs (a deterministic alloc/free workload, over 4,096 and
+# over 200,000 live blocks) and by pair loops of one size; the best of 15 wall-clock runs of mixed; and the host criterion benchmark's
 # poolside lines (two alternating rounds; SKIP_CRITERION=1 skips this part, which takes
 # about 4 minutes). Needs valgrind (Debian package valgrind).
 set -euo pipefail
@@ -26,20 +26,25 @@ best_ns() {
   echo "$best"
 }
 on_i=$(instructions /tmp/mixed-stats-on 500000); off_i=$(instructions /tmp/mixed-stats-off 500000)
+# The same mix over 200,000 live blocks (about 300 MB): a heap of thousands of pages, where
+# a fold that walked every page cost more than the allocations did.
+big_on_i=$(instructions /tmp/mixed-stats-on 1000000 live=200000)
+big_off_i=$(instructions /tmp/mixed-stats-off 1000000 live=200000)
 on_t=$(best_ns /tmp/mixed-stats-on); off_t=$(best_ns /tmp/mixed-stats-off)
 pairs=()
 for size in 16 256 4096 65536 262144 1048576; do
   pairs+=("$size" "$(instructions /tmp/mixed-stats-on 500000 "$size")" \
           "$(instructions /tmp/mixed-stats-off 500000 "$size")")
 done
-python3 - "$on_i" "$off_i" "$on_t" "$off_t" "${pairs[@]}" <<'PY'
+python3 - "$on_i" "$off_i" "$on_t" "$off_t" "$big_on_i" "$big_off_i" "${pairs[@]}" <<'PY'
 import sys
-on_i, off_i, on_t, off_t = map(float, sys.argv[1:5])
+on_i, off_i, on_t, off_t, big_on, big_off = map(float, sys.argv[1:7])
 print("| measure | counters on | counters off | on / off |")
 print("|---|---:|---:|---:|")
 print(f"| mixed: instructions, 500k steps | {on_i:,.0f} | {off_i:,.0f} | {on_i / off_i:.4f} |")
 print(f"| mixed: best of 15 runs, ns per step (2M steps) | {on_t:.2f} | {off_t:.2f} | {on_t / off_t:.4f} |")
-rest = sys.argv[5:]
+print(f"| mixed over 200,000 live blocks: instructions, 1M steps | {big_on:,.0f} | {big_off:,.0f} | {big_on / big_off:.4f} |")
+rest = sys.argv[7:]
 for k in range(0, len(rest), 3):
     size, on, off = rest[k], float(rest[k + 1]), float(rest[k + 2])
     print(f"| pairs of {size} B: instructions, 500k pairs | {on:,.0f} | {off:,.0f} | {on / off:.4f} |")
