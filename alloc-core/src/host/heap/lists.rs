@@ -109,16 +109,14 @@ pub unsafe fn full_unlink(heap: *mut Heap, c: usize, page: *mut Page) {
     }
 }
 
-/// Calls `f` on every page of the bin list of class `c`: the pages that have or may get
-/// free blocks, the full ones left out.
+/// Calls `f` on each page of the list that starts at `p` and ends at null or the sentinel.
 ///
 /// # Safety
-/// `heap` is the calling thread's heap (or a parked heap under the pool lock), and `f`
-/// does not unlink any page but the one it is given.
-pub unsafe fn for_each_open_page(heap: *mut Heap, c: usize, mut f: impl FnMut(*mut Page)) {
+/// The list is one of the calling thread's heap (or of a parked heap under the pool
+/// lock), and `f` does not unlink any page but the one it is given.
+unsafe fn walk(mut p: *mut Page, mut f: impl FnMut(*mut Page)) {
     // SAFETY: forwarded; `next` is read before `f` may unlink the page.
     unsafe {
-        let mut p = (*heap).bins[c].page;
         while p != sentinel() && !p.is_null() {
             let next = (*p).next;
             f(p);
@@ -127,21 +125,26 @@ pub unsafe fn for_each_open_page(heap: *mut Heap, c: usize, mut f: impl FnMut(*m
     }
 }
 
-/// Calls `f` on every page of class `c` (bin list, then full list); for tests.
+/// Calls `f` on every page of the bin list of class `c`: the pages that have or may get
+/// free blocks, the full ones left out.
 ///
 /// # Safety
 /// `heap` is the calling thread's heap (or a parked heap under the pool lock), and `f`
 /// does not unlink any page but the one it is given.
+pub unsafe fn for_each_open_page(heap: *mut Heap, c: usize, f: impl FnMut(*mut Page)) {
+    // SAFETY: forwarded.
+    unsafe { walk((*heap).bins[c].page, f) }
+}
+
+/// Calls `f` on every page of class `c` (bin list, then full list); for tests.
+///
+/// # Safety
+/// As for [`for_each_open_page`].
 #[cfg(test)]
 pub unsafe fn for_each_page(heap: *mut Heap, c: usize, mut f: impl FnMut(*mut Page)) {
-    // SAFETY: forwarded; `next` is read before `f` may unlink the page.
+    // SAFETY: forwarded.
     unsafe {
-        for mut p in [(*heap).bins[c].page, (*heap).bins[c].full] {
-            while p != sentinel() && !p.is_null() {
-                let next = (*p).next;
-                f(p);
-                p = next;
-            }
-        }
+        walk((*heap).bins[c].page, &mut f);
+        walk((*heap).bins[c].full, f);
     }
 }
