@@ -18,7 +18,7 @@
 //! as it goes to the full list ([`count_full`]). A fold walks only the bin lists: a full
 //! page cannot change while it is full, and its blocks, all live, are kept in a sum. A
 //! heap grown to 160 MB of small blocks (jq over an 11 MB document) holds thousands of
-//! full pages, and walking them every 10 ms made the fold 1.6% of the program's samples,
+//! full pages, and walking them every 10 ms made the fold 1.2% of the program's samples,
 //! more than malloc itself.
 //!
 //! A fold comes at most every [`FOLD_INTERVAL_MS`], and also whenever the span bytes the

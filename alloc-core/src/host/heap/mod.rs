@@ -442,9 +442,9 @@ pub unsafe fn release_empty_pages(heap: *mut Heap, all: bool) {
         unsafe { release_spare(heap) };
     }
     for c in 0..NUM_CLASSES {
+        // Full pages are never empty, so only the bin list is walked.
         // SAFETY: the heap and its pages belong to this thread; only the page visited is
         // unlinked.
-        // Full pages are never empty, so only the bin list is walked.
         unsafe {
             lists::for_each_open_page(heap, c, |p| {
                 if (*p).uses.live() == 0 && (all || p != (*heap).bins[c].page) {
