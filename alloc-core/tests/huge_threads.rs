@@ -169,8 +169,12 @@ fn threads_over_big_buffers_keep_the_huge_accounting_exact() {
     std::thread::scope(|scope| {
         for t in 0..threads {
             let (tx, gate) = (tx.clone(), &gate);
-            scope.spawn(move || worker(0x9e37_79b9_7f4a_7c15 * (t as u64 + 1), 400, tx, gate));
+            let seed = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(t as u64 + 1);
+            scope.spawn(move || worker(seed, 400, tx, gate));
         }
+        // Only the workers hold senders now: one that panics ends the receive below
+        // instead of leaving it waiting.
+        drop(tx);
         let live: Vec<(usize, usize)> = (0..threads).flat_map(|_| rx.recv().unwrap()).collect();
         gate.wait();
         // Every thread waits: drop the cached mappings, and what is left is what is live.

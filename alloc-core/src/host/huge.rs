@@ -20,12 +20,18 @@
 //! cache comes back as an [`Unmap`] to drop after the lock (`host::huge_path` runs them in
 //! that order).
 
+use super::heap::Heap;
+use super::page::{Page, HUGE_OWNER};
 use super::unmap::{Unmap, Unmaps};
 use super::{pagemap, UNIT_SIZE};
 use crate::source::os;
 use core::ptr;
 
-/// Metadata of one huge mapping (kept in host memory, tagged with bit 0 in the pagemap).
+/// Metadata of one huge mapping: one OS page of its own, which the pagemap entry of the
+/// mapping's base unit points at, as a span's entry points at its `Page`. `owner` holds
+/// [`HUGE_OWNER`] at the offset of `Page::heap`, which is how a free tells the two apart
+/// after the one load it makes anyway (the record is page aligned, so that read is
+/// aligned and in bounds for a `Page`'s 128 bytes).
 #[repr(C)]
 pub struct Huge {
     pub base: usize,
@@ -40,7 +46,12 @@ pub struct Huge {
     /// free of a burst into a full cache evicted the entry the one before had just put).
     pub put_seq: u64,
     pub live: bool,
+    /// Always [`HUGE_OWNER`].
+    pub owner: *mut Heap,
 }
+
+const _: () = assert!(core::mem::offset_of!(Huge, owner) == core::mem::offset_of!(Page, heap));
+const _: () = assert!(core::mem::size_of::<Huge>() <= os::OS_PAGE);
 
 /// Mappings the cache holds at most.
 pub const CACHE_SLOTS: usize = 16;
@@ -168,9 +179,10 @@ impl HugeCache {
                 freed_at: 0,
                 put_seq: 0,
                 live: true,
+                owner: HUGE_OWNER,
             })
         };
-        if !pagemap::set_one(base, h as usize | 1) {
+        if !pagemap::set_one(base, h as usize) {
             self.recycle(h);
             return Err(block);
         }
@@ -196,7 +208,7 @@ impl HugeCache {
     /// (it was published there before, or `grow_hidden` prepared it).
     pub unsafe fn show(&mut self, h: *mut Huge) {
         // SAFETY: forwarded.
-        let published = pagemap::set_one(unsafe { (*h).base }, h as usize | 1);
+        let published = pagemap::set_one(unsafe { (*h).base }, h as usize);
         debug_assert!(published, "the leaf was mapped");
     }
 

@@ -29,7 +29,7 @@ use crate::stats::{seqlock, shm};
 use crate::sys;
 use arena::ARENA;
 use huge::Huge;
-use page::{Page, CACHED_OWNER, LARGE_OWNER};
+use page::{Page, CACHED_OWNER, HUGE_OWNER, LARGE_OWNER};
 use stats::Big;
 
 /// log2 of the segment size (32 MiB).
@@ -239,21 +239,22 @@ fn classify(ptr: *const u8) -> Owner {
     if entry == 0 {
         return Owner::Foreign;
     }
-    if entry & 1 == 1 {
-        let h = (entry & !1) as *mut Huge;
-        // SAFETY: tagged entries point at live huge records (records are recycled, never
-        // unmapped while their pagemap entry is set).
-        return if unsafe { (*h).live && (*h).base == ptr as usize } {
-            Owner::Huge(h)
-        } else {
-            Owner::Foreign
-        };
-    }
     let page = entry as *mut Page;
-    // SAFETY: untagged entries point at live span heads.
+    // SAFETY: entries point at live span heads or live huge records (records are
+    // recycled, never unmapped while their pagemap entry is set), and both keep their
+    // owner word at the offset of `Page::heap` (see `huge::Huge`).
     match unsafe { (*page).heap } {
         LARGE_OWNER => Owner::Large(page),
         CACHED_OWNER => Owner::Foreign,
+        HUGE_OWNER => {
+            let h = entry as *mut Huge;
+            // SAFETY: as above, a huge record.
+            if unsafe { (*h).live && (*h).base == ptr as usize } {
+                Owner::Huge(h)
+            } else {
+                Owner::Foreign
+            }
+        }
         _ => Owner::Small(page),
     }
 }
@@ -292,11 +293,13 @@ pub unsafe fn free(ptr: *mut u8) {
 #[inline(always)]
 pub unsafe fn free_with<S: SlowFree>(ptr: *mut u8) {
     let entry = pagemap::lookup(ptr as usize);
-    if entry != 0 && entry & 1 == 0 {
+    if entry != 0 {
         let page = entry as *mut Page;
         let h = tls::get();
-        // SAFETY: the page is a live span head; when its owner is this thread's heap the
-        // block is ours to free locally, and the slow part runs when push_local asks.
+        // SAFETY: the entry is a live span head or huge record, both with their owner
+        // word at this offset (see classify); when the owner is this thread's heap, it
+        // is a span and the block is ours to free locally, and the slow part runs when
+        // push_local asks.
         unsafe {
             let owner = (*page).heap;
             if owner == h {
@@ -305,7 +308,7 @@ pub unsafe fn free_with<S: SlowFree>(ptr: *mut u8) {
                 }
                 return;
             }
-            if owner != LARGE_OWNER && owner != CACHED_OWNER {
+            if page::is_heap(owner) {
                 // Another thread's block: into its owner's inbox, which makes no system
                 // call (so errno needs no keeping) and needs no second lookup.
                 return free_remote(owner, ptr);

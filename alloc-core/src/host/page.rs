@@ -19,11 +19,23 @@ pub struct Block {
 
 /// Owner value of a span that holds one large block: an address no heap can have, never
 /// dereferenced.
-pub const LARGE_OWNER: *mut Heap = core::ptr::dangling_mut::<Heap>();
+pub const LARGE_OWNER: *mut Heap = core::ptr::without_provenance_mut(1);
 
 /// Owner value of an empty span kept in a heap's span cache (`heap::spans`): like a span
 /// back in the arena, it holds no block, and a pointer into it is foreign.
-pub const CACHED_OWNER: *mut Heap = LARGE_OWNER.wrapping_add(1);
+pub const CACHED_OWNER: *mut Heap = core::ptr::without_provenance_mut(2);
+
+/// Owner word of a huge record (`huge::Huge::owner`), which sits at the offset of
+/// [`Page::heap`], so that a free reads one word at one offset from whatever its pagemap
+/// entry points at, and only then tells a span from a huge mapping.
+pub const HUGE_OWNER: *mut Heap = core::ptr::without_provenance_mut(3);
+
+/// Whether an owner word names a thread heap, not null or one of the values above: the
+/// one comparison a free makes before it pushes a block into another heap's inbox.
+#[inline(always)]
+pub fn is_heap(owner: *mut Heap) -> bool {
+    owner as usize > HUGE_OWNER as usize
+}
 
 /// Flag: the span is handed out (small or large).
 pub const IN_USE: u8 = 1;
@@ -41,6 +53,13 @@ pub const KEEP_EMPTY: u8 = 4;
 /// allocation since it last looked, and it is the page's allocation count, which the
 /// statistics read on their slow path, so the allocation fast path updates no statistics
 /// counter of its own.
+///
+/// While a page is full (flag [`FULL`]), `popped` is not its pop count but `freed + 1`
+/// ([`hold_full`](Uses::hold_full)), so that the first block freed back makes
+/// [`give`](Uses::give) say "empty", and the free fast path, which tests nothing else, takes
+/// the slow path that relinks the page (it then calls [`release_full`](Uses::release_full)).
+/// That spares every free a test of the flags. Nothing reads the counts of a full page:
+/// its pops were counted as it went full, and its live blocks are its capacity.
 #[repr(C)]
 pub struct Uses {
     popped: u64,
@@ -62,6 +81,18 @@ impl Uses {
     pub fn give(&mut self) -> bool {
         self.freed += 1;
         self.freed == self.popped
+    }
+    /// Makes the next [`give`](Self::give) return true, for a page going full (its pops
+    /// counted and every one of its blocks out).
+    #[inline]
+    pub fn hold_full(&mut self) {
+        self.popped = self.freed + 1;
+    }
+    /// The counts again, after the one [`give`](Self::give) since
+    /// [`hold_full`](Self::hold_full): `capacity` blocks were out then, one is back.
+    #[inline]
+    pub fn release_full(&mut self, capacity: u32) {
+        self.popped = self.freed - 1 + capacity as u64;
     }
     /// Blocks handed out and not freed back.
     #[inline]
@@ -114,7 +145,8 @@ pub struct Page {
     /// Size class (small spans).
     pub class: u16,
     pub flags: u8,
-    /// Owning heap, [`LARGE_OWNER`], [`CACHED_OWNER`], or null when the span is free.
+    /// Owning heap, [`LARGE_OWNER`], [`CACHED_OWNER`], or null when the span is free
+    /// (never [`HUGE_OWNER`], which only huge records hold).
     pub heap: *mut Heap,
     /// Keeps the owner's fields on the next line.
     _pad: u64,

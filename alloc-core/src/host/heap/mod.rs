@@ -293,6 +293,7 @@ unsafe fn alloc_refill(mut heap: *mut Heap, c: usize, size: usize) -> *mut u8 {
             unlink(heap, c, page);
             (*page).flags |= FULL;
             count_full(heap, c, page);
+            (*page).uses.hold_full();
             full_push(heap, c, page);
         }
         let units = span_units(c);
@@ -363,14 +364,14 @@ pub unsafe fn push_local(heap: *mut Heap, page: *mut Page, ptr: *mut u8) -> bool
         let b = ptr as *mut Block;
         (*b).next = (*page).local_free;
         (*page).local_free = b;
+        // A full page getting a block back says "empty" here too (`Uses::hold_full`).
         let empty = (*page).uses.give();
         // An empty current page stays put (an alloc/free loop must not bounce it through
-        // the arena); any other empty page, or a full one getting a block back, needs work.
-        let flags = (*page).flags;
-        flags & FULL != 0
-            || (empty
-                && (flags & KEEP_EMPTY == 0
-                    || (*heap).bins.get_unchecked((*page).class as usize).page != page))
+        // the arena); any other empty page, or a full one getting a block back (never its
+        // bin's current page), needs work.
+        empty
+            && ((*page).flags & KEEP_EMPTY == 0
+                || (*heap).bins.get_unchecked((*page).class as usize).page != page)
     }
 }
 
@@ -386,6 +387,7 @@ pub unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
         let c = (*page).class as usize;
         if (*page).flags & FULL != 0 {
             (*page).flags &= !FULL;
+            (*page).uses.release_full((*page).capacity);
             uncount_full(heap, c, page);
             full_unlink(heap, c, page);
             push_back(heap, c, page);
@@ -556,6 +558,58 @@ mod tests {
             };
         }
         n
+    }
+
+    #[test]
+    fn a_full_page_comes_back_on_its_first_free_with_its_counts() {
+        let size = 3000;
+        let c = crate::size_class::class_of(size);
+        let mut blocks = std::vec::Vec::new();
+        // Fill pages of the class until the first one goes to the full list.
+        let first = loop {
+            let p = host::alloc(size, 8);
+            assert!(!p.is_null());
+            blocks.push(p);
+            // SAFETY: a live span head of this thread's heap.
+            if unsafe { (*page_of(blocks[0])).flags } & FULL != 0 {
+                break page_of(blocks[0]);
+            }
+            assert!(blocks.len() < 100_000, "no page went full");
+        };
+        let heap = tls::get();
+        let in_open = |page| {
+            let mut found = false;
+            // SAFETY: this thread's heap, walked without unlinking.
+            unsafe { lists::for_each_open_page(heap, c, |p| found |= p == page) };
+            found
+        };
+        assert!(!in_open(first));
+        // SAFETY: the blocks are live blocks of this thread; the heap and its pages are
+        // this thread's, read between calls that change them.
+        unsafe {
+            let cap = (*first).capacity as u64;
+            let (mine, rest): (std::vec::Vec<_>, std::vec::Vec<_>) =
+                blocks.into_iter().partition(|&p| page_of(p) == first);
+            assert_eq!(mine.len() as u64, cap, "every block of a full page is out");
+            host::free(mine[0]);
+            assert_eq!(
+                (*first).flags & FULL,
+                0,
+                "the first free takes it off the full list"
+            );
+            assert!(in_open(first), "and links it into its bin");
+            assert_eq!((*first).uses.live(), cap - 1);
+            host::free(mine[1]);
+            assert_eq!((*first).uses.live(), cap - 2, "later frees count as before");
+            for &p in mine[2..].iter().chain(&rest) {
+                host::free(p);
+            }
+            // A page still held full would read one live block here.
+            lists::for_each_page(heap, c, |p| assert_eq!((*p).uses.live(), 0));
+            if !cfg!(feature = "no-counters") {
+                assert_eq!((*heap).full_live[c], 0);
+            }
+        }
     }
 
     #[test]
