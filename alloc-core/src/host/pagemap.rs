@@ -45,8 +45,8 @@ static TOP: [AtomicPtr<Leaf>; 1 << TOP_BITS] =
 /// The entry for the unit holding `addr`, or 0.
 #[inline(always)]
 pub fn lookup(addr: usize) -> usize {
-    // One shift serves the range check and the top index (addresses of 48 bits or more
-    // give an index past the array).
+    // Addresses of 48 bits or more give an index past the array, so the range check is
+    // the bounds check (LLVM still emits it as `addr >> 48 != 0`).
     let top = addr >> (UNIT_SHIFT + LEAF_BITS);
     if top >= TOP.len() {
         return 0;
