@@ -172,8 +172,8 @@ fn threads_over_big_buffers_keep_the_huge_accounting_exact() {
             let seed = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(t as u64 + 1);
             scope.spawn(move || worker(seed, 400, tx, gate));
         }
-        // Only the workers hold senders now: one that panics ends the receive below
-        // instead of leaving it waiting.
+        // Only the workers hold senders now, so the receive below cannot outlive them all
+        // (workers that still wait at the gate keep theirs).
         drop(tx);
         let live: Vec<(usize, usize)> = (0..threads).flat_map(|_| rx.recv().unwrap()).collect();
         gate.wait();

@@ -4,8 +4,7 @@
 //! there, a `*mut Page` (the head of the span holding the unit), or a `*mut Huge` for a
 //! dedicated mapping (told apart by the owner word both keep at one offset, not by a tag
 //! bit, which would cost every free a test). A free costs two dependent loads to find its
-//! span. Two
-//! levels: a static top array of 16,384 words, and 2 MiB leaves reserved on first use
+//! span. Two levels: a static top array of 16,384 words, and 2 MiB leaves reserved on first use
 //! (`MAP_NORESERVE`: only the 4 KiB pages holding live entries are ever touched) and never
 //! unmapped, so a reader can never see a leaf vanish.
 //!
