@@ -12,7 +12,15 @@
 # CPU time (user + sys) and peak RSS of RUNS rounds (default 5), poolside's ratios to
 # mimalloc and to the best peer, and the geomeans.
 #
-# Usage: benches/preload_suite.sh [RUNS]   env: POOLSIDE_LIB, OUT, BENCH_SCALE (default 1)
+# With PROFILE=1 it then runs every program once more under each allocator but glibc with
+# `perf record -e cpu-clock` (a software clock: no hardware counters needed, so it works in a
+# VM) and prints the share of the samples that fell in the allocator's library and in the
+# kernel. 1 - (mimalloc's share) bounds what any allocator can gain over mimalloc on that
+# program through its own code: an allocator that cost nothing would still take that
+# fraction of mimalloc's time, unless it also sped up the program's own code (cache, TLB).
+#
+# Usage: benches/preload_suite.sh [RUNS]   env: POOLSIDE_LIB, OUT, BENCH_SCALE (default 1),
+#   PROFILE (0 or 1; needs perf)
 # Needs python3, sqlite3, sort, perl, g++, git and jq on PATH (Debian: apt-get install sqlite3
 # g++ git jq) and GNU time.
 set -euo pipefail
@@ -22,7 +30,10 @@ scale=${BENCH_SCALE:-1}
 target=${CARGO_TARGET_DIR:-target}
 out=${OUT:-$target/bench-preload-suite.md}
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
-for tool in python3 sqlite3 sort perl g++ git jq; do
+profile=${PROFILE:-0}
+tools="python3 sqlite3 sort perl g++ git jq"
+[ "$profile" = 1 ] && tools+=" perf"
+for tool in $tools; do
   command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
 if [ -z "${POOLSIDE_LIB:-}" ]; then
@@ -120,4 +131,46 @@ med() { tr ' ' '\n' | grep . | median; }
     END { printf "\nGeomean poolside / mimalloc: wall %.3f, CPU %.3f, peak RSS %.3f. Largest poolside / best peer: wall %.2f, CPU %.2f.\n",
           exp(sum[1] / cnt[1]), exp(sum[4] / cnt[4]), exp(sum[3] / cnt[3]), b, bc }'
 } | tee "$out"
+
+if [ "$profile" = 1 ]; then
+  # Share of perf's samples (in %) whose DSO is the allocator's library, and the kernel's.
+  share() { # data file, DSO basename
+    perf report -i "$1" --sort dso --stdio -q 2>/dev/null |
+      awk -v d="$2" '{ p = $1; sub(/%/, "", p) } $2 == d { a += p } $2 == "[kernel.kallsyms]" { k += p }
+                     END { printf "%.1f %.1f\n", a, k }'
+  }
+  {
+    echo
+    echo "Share of CPU samples (perf record -e cpu-clock, one run each) in the allocator's"
+    echo "library / in the kernel, %, and 1 - mimalloc's allocator share: the least time, as a"
+    echo "fraction of mimalloc's, that an allocator costing nothing could reach through its own code."
+    echo
+    header="| program |" sep="|---|"
+    for a in "${present[@]}"; do
+      if [ -n "${a#*|}" ]; then header+=" ${a%%|*} |" sep+="---:|"; fi
+    done
+    echo "$header bound vs mimalloc |"
+    echo "$sep---:|"
+    bounds=()
+    for p in "${programs[@]}"; do
+      name=${p%%|*} cmd=${p#*|}
+      row="| $name |" mi_share=""
+      for a in "${present[@]}"; do
+        alloc=${a%%|*} lib=${a#*|}
+        [ -n "$lib" ] || continue
+        data="$work/perf.data"
+        (cd "$work" && eval "perf record -q -e cpu-clock -F 1000 -o perf.data env LD_PRELOAD=$lib $cmd" \
+          >/dev/null 2>"$work/err.txt") || { echo "perf of $name under $alloc failed:" >&2; cat "$work/err.txt" >&2; exit 1; }
+        read -r as ks < <(share "$data" "$(basename "$(realpath "$lib")")")
+        row+=" $as / $ks |"
+        if [ "$alloc" = mimalloc ]; then mi_share=$as; fi
+      done
+      bound=$(awk -v s="${mi_share:-0}" 'BEGIN { printf "%.3f", 1 - s / 100 }')
+      bounds+=("$bound")
+      echo "$row $bound |"
+    done
+    printf '%s\n' "${bounds[@]}" | awk '{ s += log($1); n++ } END { printf "\nGeomean bound vs mimalloc: %.3f.\n", exp(s / n) }'
+  } | tee -a "$out"
+  rm -f "$work/perf.data" "$work/perf.data.old"
+fi
 echo "written to $out" >&2
