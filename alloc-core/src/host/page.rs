@@ -106,6 +106,37 @@ impl Uses {
     }
 }
 
+/// Most bytes a span gives up to [`first_block_offset`]: under 1.6% of the smallest span.
+pub const MAX_COLOR: usize = 1024;
+
+/// Where the first block of a small span starts, counted from the span's start: the
+/// span's "color". jemalloc's `opt.cache_oblivious` offsets large allocations for the
+/// same reason.
+///
+/// Spans start on 64 KiB boundaries. Were every first block there, the first block of every
+/// class, often among a program's longest-lived and hottest objects, would share its low 12
+/// address bits with the others, and so its set in the L1 data cache (sets repeat every
+/// 4 KiB on x86's 8- and 12-way L1s), and evict them. Under perl's word count in
+/// benches/preload_suite.sh that made poolside miss the L1 28.5 million times against
+/// mimalloc's 25.2 (cachegrind), most of the difference in two functions: `Perl_sv_gets`,
+/// which copies a line from the I/O buffer into a string, and `Perl_pp_pushmark`, which
+/// pushes on the mark stack. With colors, 23.4 million (see BENCHMARKS.md).
+///
+/// The offset is a multiple of 64 bytes (a cache line) and of the block size's own
+/// power-of-two alignment (up to 64 KiB), so blocks keep the alignment that aligned
+/// requests rely on (`size_class::class_for`). It cycles with the span's unit number, so
+/// neighbouring spans differ, and is at most [`MAX_COLOR`]: for 64-byte steps, 17 colors.
+/// Blocks whose size is a multiple of 2 KiB get none.
+#[inline]
+pub fn first_block_offset(start: usize, block_size: usize) -> usize {
+    let step = (1usize << block_size.trailing_zeros().min(16)).max(64);
+    if step > MAX_COLOR {
+        return 0;
+    }
+    let colors = MAX_COLOR / step + 1;
+    (start >> super::UNIT_SHIFT) % colors * step
+}
+
 /// Metadata of one span, kept at the span's first unit.
 ///
 /// 128 bytes, aligned to 128: two cache lines, split by who writes them.
@@ -120,10 +151,11 @@ impl Uses {
 ///   thirds of free's samples were that load of `heap`, waiting for the line the owner
 ///   had just written (see BENCHMARKS.md).
 ///
-/// Within the lines, each kind of hot field keeps its own offset modulo 128 (blocks at 0,
-/// heap bins at 32-40, `heap` at 48, free lists at 64-112), so a load on the allocation
-/// path never shares its low 12 address bits with a store the previous free left in
-/// flight, which on x86 can make the load wait for the store ("4K aliasing"). The pair
+/// Within the lines, each kind of hot field keeps its own offset modulo 128 (blocks of
+/// sizes that are multiples of 128 at 0, their span's color included; heap bins at 32-40,
+/// `heap` at 48, free lists at 64-112), so a load on the allocation path never shares its
+/// low 12 address bits with a store the previous free left in flight, which on x86 can
+/// make the load wait for the store ("4K aliasing"). The pair
 /// benchmark could not show this cost apart from a larger one (see size_class::class_of),
 /// so that part of the layout is a precaution, not a measured gain.
 #[repr(C, align(128))]
@@ -148,8 +180,10 @@ pub struct Page {
     /// Owning heap, [`LARGE_OWNER`], [`CACHED_OWNER`], or null when the span is free
     /// (never [`HUGE_OWNER`], which only huge records hold).
     pub heap: *mut Heap,
+    /// Bytes between `start` and the first block (small spans; see [`first_block_offset`]).
+    pub color: u32,
     /// Keeps the owner's fields on the next line.
-    _pad: u64,
+    _pad: u32,
     // The owner's (bytes 64-111).
     /// Free blocks allocations pop from (owner thread only).
     pub free: *mut Block,
@@ -189,6 +223,7 @@ impl Page {
         free: ptr::null_mut(),
         local_free: ptr::null_mut(),
         heap: ptr::null_mut(),
+        color: 0,
         _pad: 0,
         uses: Uses::ZERO,
         flags: 0,
@@ -217,7 +252,9 @@ impl Page {
             IN_USE
         };
         self.capacity = 0;
-        self.reserved = (bytes / block_size) as u32;
+        let color = first_block_offset(self.start as usize, block_size);
+        self.color = color as u32;
+        self.reserved = ((bytes - color) / block_size) as u32;
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
     }
@@ -250,7 +287,9 @@ impl Page {
         // SAFETY: blocks capacity..capacity+n lie inside the span, which is committed
         // memory owned by this page; nobody else references them yet.
         unsafe {
-            let first = self.start.add(self.capacity as usize * bs);
+            let first = self
+                .start
+                .add(self.color as usize + self.capacity as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let next = b.add(bs);
@@ -261,5 +300,50 @@ impl Page {
             self.free = first as *mut Block;
         }
         self.capacity += n as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::heap::span_units;
+    use crate::host::UNIT_SIZE;
+    use crate::size_class::{class_size, NUM_CLASSES};
+
+    #[test]
+    fn colors_keep_alignment_lines_and_room() {
+        for c in 0..NUM_CLASSES {
+            let bs = class_size(c);
+            let bytes = span_units(c) * UNIT_SIZE;
+            let align = 1usize << bs.trailing_zeros().min(16);
+            let mut seen = [false; MAX_COLOR / 64 + 1];
+            for unit in 0..64 {
+                let off = first_block_offset(unit * UNIT_SIZE, bs);
+                assert!(off <= MAX_COLOR, "class {c}");
+                assert_eq!(off % 64, 0, "class {c}: off {off} splits a cache line");
+                assert_eq!(
+                    off % align,
+                    0,
+                    "class {c}: off {off} breaks {align}-alignment"
+                );
+                assert!(
+                    off * 64 <= bytes,
+                    "class {c}: the color costs over 1/64 of the span"
+                );
+                assert!(
+                    off + bs <= bytes,
+                    "class {c}: no block fits after the color"
+                );
+                seen[off / 64] = true;
+            }
+            let colors = seen.iter().filter(|&&s| s).count();
+            let step = align.max(64);
+            let want = if step > MAX_COLOR {
+                1
+            } else {
+                MAX_COLOR / step + 1
+            };
+            assert_eq!(colors, want, "class {c} (block {bs})");
+        }
     }
 }
