@@ -9,6 +9,7 @@
 //! the span has never been touched (and costs no RSS) until the free list runs dry.
 
 use super::heap::Heap;
+use crate::source::os::OS_PAGE;
 use core::ptr;
 
 /// A free block: its first word links to the next free block of the same page.
@@ -120,7 +121,7 @@ pub const MAX_COLOR: usize = 1024;
 /// benches/preload_suite.sh that made poolside miss the L1 28.5 million times against
 /// mimalloc's 25.2 (cachegrind), most of the difference in two functions: `Perl_sv_gets`,
 /// which copies a line from the I/O buffer into a string, and `Perl_pp_pushmark`, which
-/// pushes on the mark stack. With colors, 23.4 million (see BENCHMARKS.md).
+/// pushes on the mark stack. With colors, 23.0 million (see BENCHMARKS.md).
 ///
 /// The offset is a multiple of 64 bytes (a cache line) and of the block size's own
 /// power-of-two alignment (up to 64 KiB), so blocks keep the alignment that aligned
@@ -279,17 +280,22 @@ impl Page {
 
     /// Carves up to `max_bytes` (at least one block) of never-used blocks onto the free list.
     ///
+    /// The carve stops at the last OS page boundary within `max_bytes`, so that a span's
+    /// color does not make its first carve write to a second page (each block's link is
+    /// written here): with `max_bytes` a multiple of the OS page, the pages a span touches
+    /// are the ones a carve from offset 0 touched.
+    ///
     /// # Safety
     /// The page is a small span owned by the calling thread, with `can_extend()`.
     pub unsafe fn extend(&mut self, max_bytes: usize) {
         let bs = self.block_size as usize;
-        let n = (max_bytes / bs).clamp(1, (self.reserved - self.capacity) as usize);
+        let from = self.color as usize + self.capacity as usize * bs;
+        let end = (from + max_bytes) & !(OS_PAGE - 1);
+        let n = (end.saturating_sub(from) / bs).clamp(1, (self.reserved - self.capacity) as usize);
         // SAFETY: blocks capacity..capacity+n lie inside the span, which is committed
         // memory owned by this page; nobody else references them yet.
         unsafe {
-            let first = self
-                .start
-                .add(self.color as usize + self.capacity as usize * bs);
+            let first = self.start.add(from);
             let mut b = first;
             for _ in 1..n {
                 let next = b.add(bs);
@@ -344,6 +350,42 @@ mod tests {
                 MAX_COLOR / step + 1
             };
             assert_eq!(colors, want, "class {c} (block {bs})");
+        }
+    }
+
+    #[test]
+    fn a_colored_first_carve_stays_in_the_first_os_page() {
+        let mut buf = std::vec![0u64; UNIT_SIZE / 8];
+        let base = buf.as_mut_ptr() as *mut u8;
+        for c in 0..NUM_CLASSES {
+            let bs = class_size(c);
+            if bs > OS_PAGE / 2 {
+                break;
+            }
+            for unit in 0..17 {
+                let mut p = Page::EMPTY;
+                // A start whose unit number picks the color; the carve only writes
+                // through `base`, since offsets are counted from `start`.
+                p.start = base;
+                p.init_small(ptr::null_mut(), c, bs, UNIT_SIZE, false);
+                p.color = first_block_offset(unit * UNIT_SIZE, bs) as u32;
+                p.reserved = ((UNIT_SIZE - p.color as usize) / bs) as u32;
+                // SAFETY: the page's span is `buf`, a live 64 KiB buffer nobody else uses.
+                unsafe { p.extend(OS_PAGE) };
+                let (mut n, mut b) = (0, p.free);
+                while !b.is_null() {
+                    let off = b as usize - base as usize;
+                    assert!(off >= p.color as usize && off + bs <= OS_PAGE, "class {c}");
+                    n += 1;
+                    // SAFETY: the list links blocks inside `buf`, written by extend.
+                    b = unsafe { (*b).next };
+                }
+                assert_eq!(
+                    n,
+                    (OS_PAGE - p.color as usize) / bs,
+                    "class {c}, unit {unit}"
+                );
+            }
         }
     }
 }
