@@ -130,7 +130,7 @@ pub const MAX_COLOR: usize = 1024;
 /// Blocks whose size is a multiple of 2 KiB get none.
 #[inline]
 pub fn first_block_offset(start: usize, block_size: usize) -> usize {
-    let step = (1usize << block_size.trailing_zeros().min(16)).max(64);
+    let step = (1usize << block_size.trailing_zeros().min(super::UNIT_SHIFT)).max(64);
     if step > MAX_COLOR {
         return 0;
     }
@@ -313,7 +313,7 @@ impl Page {
 mod tests {
     use super::*;
     use crate::host::heap::span_units;
-    use crate::host::UNIT_SIZE;
+    use crate::host::{UNIT_SHIFT, UNIT_SIZE};
     use crate::size_class::{class_size, NUM_CLASSES};
 
     #[test]
@@ -321,7 +321,7 @@ mod tests {
         for c in 0..NUM_CLASSES {
             let bs = class_size(c);
             let bytes = span_units(c) * UNIT_SIZE;
-            let align = 1usize << bs.trailing_zeros().min(16);
+            let align = 1usize << bs.trailing_zeros().min(UNIT_SHIFT);
             let mut seen = [false; MAX_COLOR / 64 + 1];
             for unit in 0..64 {
                 let off = first_block_offset(unit * UNIT_SIZE, bs);
